@@ -1,0 +1,64 @@
+# deepvs30: one command to reproduce, one to test. `make help` lists the rest.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export PATH := $(BIN):$(PATH)
+# Real records for the tests and the real evaluation set (never copied into the repo).
+export DEEPVS30_REALDATA ?= $(abspath $(CURDIR)/../shared/realdata)
+WORKERS ?= 1
+PYTEST_ARGS ?=
+
+.PHONY: help venv data reproduce test tune ui promote bench lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=24"
+	$(BIN)/python -m pip install -q -c requirements.lock -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv from pyproject.toml + requirements.lock (torch 2.13.0 CPU)
+
+data: $(STAMP) ## fetch the pinned dataset (dvc pull), or generate the default synthetic corpus
+	@if [ ! -f data/metadata.csv ]; then \
+	  dvc pull -q data.dvc 2>/dev/null || { \
+	    echo "data/ not in the DVC remote: generating the default synthetic corpus (params.yaml: synth)"; \
+	    deepvs30 synth --out data; }; \
+	fi
+	@dvc status data.dvc | grep -q "modified" && echo "note: data/ differs from data.dvc (regenerated on another platform or your own data)" || true
+
+reproduce: data ## run the whole DVC pipeline (validate, prepare, train, evaluate, register)
+	dvc repro
+	@echo
+	@echo "Results: metrics.json (dvc metrics show), plots in reports/plots/, validation report in reports/validation/"
+	@echo "MLflow: make ui  (tracking store mlflow.db, artifacts in mlruns/)"
+
+test: $(STAMP) ## run the test suite (the real-data tests read $$DEEPVS30_REALDATA)
+	pytest $(PYTEST_ARGS)
+
+tune: data ## Optuna search (params.yaml: tune); WORKERS=n local workers on one storage
+	dvc repro prepare
+	deepvs30 tune --workers $(WORKERS)
+
+ui: $(STAMP) ## MLflow UI on http://127.0.0.1:5000
+	mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db --default-artifact-root ./mlruns
+
+promote: $(STAMP) ## move the champion alias if the challenger is better (params.yaml: promote)
+	deepvs30 promote
+
+bench: $(STAMP) ## speed, memory and scaling benchmarks -> bench/results.json
+	deepvs30 bench $(if $(QUICK),--quick,)
+
+lint: $(STAMP) ## ruff
+	ruff check src tests
+	ruff format --check src tests
+
+clean: ## remove prepared artefacts, models and reports (keeps data/, mlflow.db and .venv)
+	rm -rf prepared models reports metrics.json

@@ -1,0 +1,5 @@
+import sys
+
+from deepvs30.cli import main
+
+sys.exit(main())
