@@ -1,0 +1,162 @@
+"""Readers of real strong-motion archives. Public entry points:
+
+- :func:`read_record` — one file (its sibling component files are found automatically) →
+  list of :class:`RawRecord`;
+- :func:`detect_format`, :func:`group_files`, :func:`read_group` — what ``deepvs30 ingest`` uses to
+  read whole folders, each record once;
+- :data:`FORMATS` — the registry by name (afad-mat, nsmn, esm, knet, kiknet, itaca, at2, sac,
+  mseed, obspy).
+
+Every failure is a :class:`deepvs30.errors.ReaderError`; readers never raise anything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from deepvs30.errors import ReaderError
+from deepvs30.readers import afad_mat, at2, esm, itaca, knet, nsmn, seed
+from deepvs30.readers.base import RawRecord
+
+__all__ = [
+    "FORMATS",
+    "SIDECAR_SUFFIXES",
+    "FileGroup",
+    "RawRecord",
+    "ReaderError",
+    "detect_format",
+    "group_files",
+    "read_group",
+    "read_record",
+]
+
+# Files that describe records but are not records: consumed by the readers, never counted.
+SIDECAR_SUFFIXES = (".metadata", ".rs", ".xml", ".json", ".md", ".csv", ".xlsx", ".yml", ".yaml")
+HEAD_BYTES = 512
+
+
+@dataclass(frozen=True)
+class ReaderSpec:
+    name: str
+    read: Callable[[list[Path]], list[RawRecord]]
+    group_key: Callable[[Path], str]
+    looks_like: Callable[[Path, bytes], bool]
+
+
+def _single(path: Path) -> str:
+    return str(path)
+
+
+FORMATS: dict[str, ReaderSpec] = {
+    "afad-mat": ReaderSpec("afad-mat", afad_mat.read, _single, afad_mat.looks_like),
+    "nsmn": ReaderSpec("nsmn", nsmn.read, _single, nsmn.looks_like),
+    "esm": ReaderSpec("esm", esm.read, esm.group_key, esm.looks_like),
+    "knet": ReaderSpec("knet", knet.read, knet.group_key, knet.looks_like),
+    "kiknet": ReaderSpec("kiknet", knet.read, knet.group_key, knet.looks_like),
+    "itaca": ReaderSpec("itaca", itaca.read, itaca.group_key, itaca.looks_like),
+    "at2": ReaderSpec("at2", at2.read, at2.group_key, at2.looks_like),
+    "mseed": ReaderSpec(
+        "mseed", partial(seed.read, fmt=seed.FORMAT_MSEED), seed.group_key, seed.looks_like_mseed
+    ),
+    "sac": ReaderSpec(
+        "sac", partial(seed.read, fmt=seed.FORMAT_SAC), seed.group_key, seed.looks_like_sac
+    ),
+    "obspy": ReaderSpec(
+        "obspy", partial(seed.read, fmt=seed.FORMAT_OBSPY), seed.group_key, lambda p, h: False
+    ),
+}
+# Content checks first (most specific), then extension-only checks.
+_DETECT_ORDER = ("nsmn", "esm", "knet", "at2", "afad-mat", "itaca", "mseed", "sac")
+
+
+@dataclass(frozen=True)
+class FileGroup:
+    """Files that together make one record (or several, for multi-channel files)."""
+
+    fmt: str
+    files: tuple[Path, ...]
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(HEAD_BYTES)
+    except OSError as exc:
+        raise ReaderError(path, f"cannot open ({exc.strerror or exc})") from exc
+
+
+def is_sidecar(path: Path) -> bool:
+    return path.name.lower().endswith(SIDECAR_SUFFIXES) or path.name.startswith(".")
+
+
+def detect_format(path: str | Path) -> str:
+    """The format name of ``path`` by content, then extension; ReaderError if unrecognised."""
+    path = Path(path)
+    head = _head(path)
+    if not head:
+        raise ReaderError(path, "empty file")
+    for name in _DETECT_ORDER:
+        if FORMATS[name].looks_like(path, head):
+            return knet.format_of(path) if name == "knet" else name
+    raise ReaderError(path, "unsupported or unrecognised format")
+
+
+def group_files(
+    paths: Iterable[str | Path], fmt: str = "auto"
+) -> tuple[list[FileGroup], list[tuple[Path, ReaderError]]]:
+    """Group component files into records. Returns (groups, files that could not be classified)."""
+    if fmt != "auto" and fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; known: {sorted(FORMATS)}")
+    grouped: dict[tuple[str, str], list[Path]] = {}
+    rejected: list[tuple[Path, ReaderError]] = []
+    for path in map(Path, paths):
+        try:
+            name = detect_format(path) if fmt == "auto" else fmt
+        except ReaderError as exc:
+            rejected.append((path, exc))
+            continue
+        key = FORMATS[name].group_key(path)
+        grouped.setdefault((name, key), []).append(path)
+    groups = [FileGroup(name, tuple(sorted(files))) for (name, _), files in grouped.items()]
+    return sorted(groups, key=lambda g: str(g.files[0])), rejected
+
+
+def read_group(group: FileGroup) -> list[RawRecord]:
+    """Read one group; any failure becomes a ReaderError naming the first file."""
+    try:
+        return FORMATS[group.fmt].read(list(group.files))
+    except ReaderError:
+        raise
+    except Exception as exc:  # last line of defence: a reader bug must not stop an ingest
+        raise ReaderError(
+            group.files[0], f"{group.fmt} reader failed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def read_record(path: str | Path, fmt: str = "auto") -> list[RawRecord]:
+    """Read the record(s) that ``path`` belongs to; sibling component files are found in its folder.
+
+    K-NET/KiK-net, ESM, ITACA, AT2, SAC and miniSEED store one component per file: give any one
+    of them and the other two are picked up from the same folder.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ReaderError(path, "no such file")
+    name = detect_format(path) if fmt == "auto" else fmt
+    if name not in FORMATS:
+        raise ReaderError(path, f"unknown format {name!r}; known: {sorted(FORMATS)}")
+    key = FORMATS[name].group_key(path)
+    siblings = [path]
+    if key != str(path):
+        for other in sorted(path.parent.iterdir()):
+            if other != path and other.is_file() and not is_sidecar(other):
+                try:
+                    same = FORMATS[name].group_key(other) == key
+                except Exception:
+                    same = False
+                if same:
+                    siblings.append(other)
+    return read_group(FileGroup(name, tuple(sorted(siblings))))

@@ -1,0 +1,185 @@
+"""Channel-per-trace formats read through ObsPy: miniSEED, SAC and anything ``obspy.read`` knows.
+
+Traces are grouped by ``NET.STA.LOC`` and band/instrument code (``HN?``, ``EN?``…) into
+3-component records. Units: these files hold no trustworthy unit, so a StationXML response is
+required (``NET.STA.xml`` or any ``*.xml`` inventory in the same folder, or one passed in):
+samples are divided by the overall sensitivity, whose input units must be acceleration (M/S**2).
+Raw counts without a response, and SAC files without one, are refused ("unknown units").
+Orientation: azimuth/dip from the inventory, rotated to ZNE with ObsPy's ``rotate2zne`` (so
+``HN1``/``HN2`` end up as N/E correctly). Channels starting at different times are trimmed to their
+common window.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from deepvs30.readers.base import RawRecord, check_record, fail, read_bytes
+
+FORMAT_MSEED = "mseed"
+FORMAT_SAC = "sac"
+FORMAT_OBSPY = "obspy"
+# Input units of the response → factor from (samples / sensitivity) to m/s².
+_ACC_UNITS = {
+    "M/S**2": 1.0,
+    "M/S^2": 1.0,
+    "M/S/S": 1.0,
+    "M/SEC**2": 1.0,
+    "M/S2": 1.0,
+    "CM/S**2": 0.01,
+    "CM/S^2": 0.01,
+    "CM/S/S": 0.01,
+    "GAL": 0.01,
+    "MM/S**2": 1e-3,
+    "NM/S**2": 1e-9,
+    "NM/S^2": 1e-9,
+    "G": 9.80665,
+}
+_OBSPY_FORMAT = {FORMAT_MSEED: "MSEED", FORMAT_SAC: "SAC", FORMAT_OBSPY: None}
+
+
+def looks_like_mseed(path: Path, head: bytes) -> bool:
+    if path.suffix.lower() in (".mseed", ".miniseed", ".msd"):
+        return True
+    return len(head) >= 48 and head[6:7] in (b"D", b"R", b"Q", b"M") and head[:6].strip().isdigit()
+
+
+def looks_like_sac(path: Path, head: bytes) -> bool:
+    return path.suffix.lower() == ".sac"
+
+
+def group_key(path: Path) -> str:
+    """Files of one station/instrument: ``NET.STA.LOC.HN?`` from the name, else the stem."""
+    parts = path.name.split(".")
+    for i in range(len(parts) - 1, -1, -1):
+        chan = parts[i].split("__")[0]
+        if len(chan) == 3 and chan[2] in "ZNE123":
+            parts[i] = chan[:2] + "?" + parts[i][3:]
+            return str(path.parent / ".".join(parts))
+    return str(path)
+
+
+def _read_stream(path: Path, fmt: str):
+    import obspy
+
+    read_bytes(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return obspy.read(str(path), format=_OBSPY_FORMAT[fmt])
+    except Exception as exc:  # ObsPy raises assorted types on corrupt files
+        raise fail(path, f"not readable as {fmt} ({type(exc).__name__}: {exc})") from exc
+
+
+def find_inventory(path: Path, network: str, station: str):
+    """StationXML next to the file: ``NET.STA.xml``, then any ``*.xml`` holding the station."""
+    import obspy
+
+    candidates = [path.parent / f"{network}.{station}.xml"]
+    candidates += sorted(p for p in path.parent.glob("*.xml") if p not in candidates)
+    for candidate in candidates:
+        if not candidate.is_file():
+            continue
+        try:
+            inventory = obspy.read_inventory(str(candidate))
+        except Exception:  # noqa: S112 - a broken sidecar is just not used
+            continue
+        selected = inventory.select(network=network, station=station)
+        if len(selected):
+            return selected
+    return None
+
+
+def _channel_meta(path: Path, trace, inventory) -> tuple[float, float, float, float, float]:
+    """(counts per m/s², azimuth°, dip°, lat, lon) from StationXML."""
+    try:
+        response = inventory.get_response(trace.id, trace.stats.starttime)
+        coords = inventory.get_orientation(trace.id, trace.stats.starttime)
+        where = inventory.get_coordinates(trace.id, trace.stats.starttime)
+    except Exception as exc:
+        raise fail(path, f"no StationXML response for {trace.id} ({exc})") from exc
+    sens = response.instrument_sensitivity
+    unit = (sens.input_units or "").upper() if sens else ""
+    if sens is None or not sens.value:
+        raise fail(path, f"{trace.id}: StationXML has no instrument sensitivity")
+    if unit not in _ACC_UNITS:
+        raise fail(path, f"{trace.id}: unknown/non-acceleration input units {unit!r}")
+    return (
+        float(sens.value) / _ACC_UNITS[unit],
+        float(coords["azimuth"]),
+        float(coords["dip"]),
+        float(where["latitude"]),
+        float(where["longitude"]),
+    )
+
+
+def read(paths: list[Path], fmt: str = FORMAT_MSEED, inventory=None) -> list[RawRecord]:
+    import obspy
+
+    stream = obspy.Stream()
+    origin: dict[str, Path] = {}
+    for path in paths:
+        for trace in _read_stream(path, fmt):
+            stream.append(trace)
+            origin[trace.id] = path
+    groups: dict[tuple[str, str, str, str], list] = defaultdict(list)
+    for trace in stream:
+        s = trace.stats
+        groups[(s.network, s.station, s.location, s.channel[:2])].append(trace)
+    return [_record(paths, fmt, traces, origin, inventory) for traces in groups.values()]
+
+
+def _record(paths: list[Path], fmt: str, traces: list, origin: dict, inventory) -> RawRecord:
+    import obspy
+    from obspy.signal.rotate import rotate2zne
+
+    first = origin[traces[0].id]
+    stream = obspy.Stream(traces)
+    try:
+        stream.merge(method=0)
+    except Exception as exc:
+        raise fail(first, f"cannot merge traces ({exc})") from exc
+    if any(np.ma.isMaskedArray(t.data) and np.ma.is_masked(t.data) for t in stream):
+        raise fail(first, "gaps in the data")
+    if len(stream) != 3:
+        raise fail(first, f"{len(stream)} channel(s) {[t.id for t in stream]}; need 3")
+    rates = {t.id: float(t.stats.sampling_rate) for t in stream}
+    if len(set(rates.values())) != 1:
+        raise fail(first, f"channels have different sampling rates {rates}")
+    s0 = stream[0].stats
+    inventory = inventory or find_inventory(first, s0.network, s0.station)
+    if inventory is None:
+        hint = "raw counts" if fmt == FORMAT_MSEED else f"{fmt} file"
+        raise fail(first, f"unknown units: {hint} without a StationXML response next to it")
+    start = max(t.stats.starttime for t in stream)
+    end = min(t.stats.endtime for t in stream)
+    if end - start < 1.0:
+        raise fail(first, "channels do not overlap in time")
+    stream.trim(start, end, nearest_sample=False)
+    n = min(len(t) for t in stream)
+    metas = [_channel_meta(origin.get(t.id, first), t, inventory) for t in stream]
+    data = [t.data[:n].astype(np.float64) / m[0] for t, m in zip(stream, metas, strict=True)]
+    args = []
+    for samples, meta in zip(data, metas, strict=True):
+        args += [samples, meta[1], meta[2]]
+    try:
+        z, north, east = rotate2zne(*args)
+    except ValueError as exc:
+        raise fail(first, f"cannot rotate to ZNE ({exc})") from exc
+    record = RawRecord(
+        waveform_mps2=np.vstack([z, north, east]),
+        sampling_rate_hz=float(s0.sampling_rate),
+        start_time=start.isoformat(),
+        station_network=s0.network,
+        station_code=s0.station,
+        station_latitude_deg=metas[0][3],
+        station_longitude_deg=metas[0][4],
+        source_files=tuple(sorted({str(origin.get(t.id, first)) for t in traces})),
+        source_format=fmt,
+        orientation_note="rotated to ZNE with StationXML azimuth/dip",
+    )
+    return check_record(record)
