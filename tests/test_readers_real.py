@@ -1,0 +1,213 @@
+"""Readers against the real records of ../shared/realdata: values checked against headers,
+PROVENANCE.md and INDEX.csv (skipped when DEEPVS30_REALDATA is missing)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepvs30.errors import ReaderError
+from deepvs30.ingest import default_realdata_dir
+from deepvs30.readers import detect_format, read_record
+from deepvs30.readers.picking import pick_arrivals
+
+REALDATA = default_realdata_dir()
+pytestmark = [
+    pytest.mark.realdata,
+    pytest.mark.skipif(
+        not (REALDATA / "INDEX.csv").is_file(),
+        reason=f"real records not found at {REALDATA} (set DEEPVS30_REALDATA)",
+    ),
+]
+INDEX_FORMATS = {  # INDEX.csv format text -> reader name
+    "MATLAB v5": "afad-mat",
+    "AFAD/NSMN": "nsmn",
+    "gmpe-smtk ASCII": "itaca",
+    "NIED K-NET": "knet",
+}
+
+
+def _index() -> pd.DataFrame:
+    return pd.read_csv(REALDATA / "INDEX.csv", dtype={"station": str})
+
+
+def _reader_of(fmt_text: str) -> str | None:
+    return next((v for k, v in INDEX_FORMATS.items() if fmt_text.startswith(k)), None)
+
+
+def _supported_rows() -> list[pd.Series]:
+    index = _index()
+    return [row for _, row in index.iterrows() if _reader_of(row["format"])]
+
+
+@pytest.mark.parametrize("row", _supported_rows(), ids=lambda r: r["files"].split(";")[0])
+def test_index_row_reads_with_stated_station_rate_and_label(row: pd.Series) -> None:
+    first = REALDATA / row["files"].split(";")[0]
+    (record,) = read_record(first)
+    assert record.station_code == row["station"]
+    assert record.sampling_rate_hz == pytest.approx(row["sampling_rate_hz"])
+    assert record.waveform_mps2.shape[0] == 3
+    assert set(record.source_files) == {
+        str(REALDATA / f) for f in row["files"].split(";") if not f.endswith(".metadata")
+    }
+    if _reader_of(row["format"]) in ("afad-mat", "itaca"):  # label carried by the file
+        assert record.vs30_mps == pytest.approx(float(row["vs30"]))
+    if "BOREHOLE" in str(row["notes"]):
+        assert record.sensor == "borehole"
+    else:
+        assert record.sensor == "surface"
+
+
+AFAD_MAT = sorted((REALDATA / "afad_cnnlstm_deepeq").glob("*.mat"))
+
+
+@pytest.mark.parametrize("path", AFAD_MAT, ids=lambda p: p.name)
+def test_afad_mat_units_arrivals_and_metadata(path: Path) -> None:
+    import scipy.io as sio
+
+    (record,) = read_record(path)
+    eq = sio.loadmat(str(path))["EQ"][0, 0]["anEQ"][0, 0]
+    pga_gal = np.asarray(eq["pga"], dtype=float).ravel()  # N-S, E-W, U-D
+    np.testing.assert_allclose(
+        np.abs(record.waveform_mps2).max(axis=1), pga_gal[[2, 0, 1]] * 0.01, rtol=1e-9
+    )
+    row = _index().set_index("files").loc[f"afad_cnnlstm_deepeq/{path.name}"]
+    p_s, s_s = map(float, re.search(r"Ptime=([\d.]+)s Stime=([\d.]+)s", row["notes"]).groups())
+    assert record.p_arrival_s == pytest.approx(p_s)
+    assert record.s_arrival_s == pytest.approx(s_s)
+    assert record.sampling_rate_hz == 100.0
+    assert record.event_depth_km == pytest.approx(float(eq["depth"][0, 0]) / 1000)
+    assert record.event_origin_time == row["event_time_utc"]
+    assert record.event_magnitude == pytest.approx(float(row["magnitude"].split()[0]))
+
+
+def test_afad_mat_picker_agrees_with_given_arrivals() -> None:
+    errors_s = []
+    for path in AFAD_MAT:
+        (record,) = read_record(path)
+        picks = pick_arrivals(record)
+        assert picks.p_status == "picked"
+        errors_s.append(abs(picks.p_arrival_s - record.p_arrival_s))
+    assert sum(e < 0.5 for e in errors_s) >= 4, errors_s
+
+
+NSMN = sorted(REALDATA.glob("afad_*/**/*.txt")) + sorted(
+    REALDATA.glob("gmprocess_testdata/nsmn/*/*.txt")
+)
+
+
+@pytest.mark.parametrize("path", NSMN, ids=lambda p: p.name)
+def test_nsmn_peak_matches_header_raw_pga(path: Path) -> None:
+    (record,) = read_record(path)
+    header = record.extra["pga_header_gal"]
+    ns, ew, ud = map(float, re.findall(r"\)\s*([\d.]+)", header))
+    np.testing.assert_allclose(
+        np.abs(record.waveform_mps2).max(axis=1), np.array([ud, ns, ew]) * 0.01, atol=1e-8
+    )
+    assert record.station_network == "TK"
+    assert record.start_time is not None
+
+
+KNET = sorted(REALDATA.glob("**/*.NS")) + sorted(REALDATA.glob("**/*.NS[12]"))
+
+
+@pytest.mark.parametrize("path", KNET, ids=lambda p: p.name)
+def test_knet_scale_factor_and_header_peak(path: Path) -> None:
+    (record,) = read_record(path)
+    lines = path.read_text(errors="replace").splitlines()
+    gal, counts = map(float, re.search(r"(\d+)\(gal\)/(\d+)", lines[13]).groups())
+    # header "Max. Acc." is the offset-free peak in gal, rounded to 0.001
+    wf = record.waveform_mps2
+    peak_gal = np.abs(wf - wf.mean(axis=1, keepdims=True)).max(axis=1) * 100
+    header = record.extra["pga_header_mps2"]
+    np.testing.assert_allclose(peak_gal, [header[c] * 100 for c in "ZNE"], atol=1.5e-3)
+    # the N component in m/s² is integer counts times the scale factor
+    raw_counts = np.array(" ".join(lines[17:]).split(), dtype=float)
+    np.testing.assert_allclose(wf[1], raw_counts * gal / counts * 0.01, rtol=1e-12)
+    assert record.source_format == ("kiknet" if path.suffix[-1] in "12" else "knet")
+
+
+def test_kiknet_borehole_and_surface_kept_apart() -> None:
+    folder = REALDATA / "gmprocess_testdata/kiknet/usp000hzq8"
+    (bore,) = read_record(folder / "NGNH311106302345.UD1")
+    (surf,) = read_record(folder / "NGNH311106302345.UD2")
+    assert (bore.sensor, surf.sensor) == ("borehole", "surface")
+    assert all(f.endswith("1") for f in bore.source_files)
+    assert all(f.endswith("2") for f in surf.source_files)
+
+
+def test_itaca_header_pga_and_metadata_label() -> None:
+    (record,) = read_record(REALDATA / "gmpe_smtk_laquila/16833/16833_V.cor.acc")
+    assert record.station_code == "AQG"
+    assert record.vs30_mps == pytest.approx(684.842)
+    assert record.vs30_method == "measured"
+    assert record.sampling_rate_hz == 200.0
+    assert record.waveform_mps2.shape == (3, 59220)
+    assert np.abs(record.waveform_mps2[1]).max() == pytest.approx(5.0693293, rel=1e-6)  # NS
+    assert record.hyp_distance_km == pytest.approx(10.0)
+
+
+def test_esm_units_and_header_pga() -> None:
+    path = REALDATA / "gmprocess_testdata/esm/us60004wsq/HI.ARS1..HNZ.D.20190728.160908.C.ACC.ASC"
+    (record,) = read_record(path)
+    header = record.extra["pga_header_mps2"]
+    np.testing.assert_allclose(
+        np.abs(record.waveform_mps2).max(axis=1), [header[c] for c in "ZNE"], rtol=1e-5
+    )
+    assert (record.station_network, record.station_code) == ("HI", "ARS1")
+    assert record.start_time == "2019-07-28T16:09:19.870000"
+
+
+def test_esm_single_component_is_refused_with_reason() -> None:
+    path = REALDATA / "gmprocess_testdata/esm/usp000hpnf/20101114230825_3104_ap_RawAcc_E.asc"
+    with pytest.raises(ReaderError, match="1 component"):
+        read_record(path)
+
+
+def test_mseed_with_stationxml_is_acceleration_in_zne() -> None:
+    (record,) = read_record(REALDATA / "gmprocess_testdata/fdsn/ci38457511/CI.CLC..HNZ.mseed")
+    assert (record.station_network, record.station_code) == ("CI", "CLC")
+    assert record.sampling_rate_hz == 100.0
+    assert record.station_latitude_deg == pytest.approx(35.8157, abs=1e-3)
+    # Ridgecrest M7.1 at China Lake: strong shaking, well below 2 g
+    pga_g = np.abs(record.waveform_mps2 - record.waveform_mps2.mean(1, keepdims=True)).max() / 9.81
+    assert 0.1 < pga_g < 2.0
+
+
+def test_at2_in_g_and_channel_mapping() -> None:
+    path = REALDATA / "gmprocess_testdata/high_freq_sa/RSN10590_ComalTX11-10-20_IU.CCM.BHZ.00.AT2"
+    (record,) = read_record(path)
+    first = float(path.read_text().splitlines()[4].split()[0])
+    assert record.waveform_mps2[0, 0] == pytest.approx(first * 9.80665)
+    assert (record.station_network, record.station_code) == ("IU", "CCM")
+    assert record.sampling_rate_hz == pytest.approx(20.0)
+    assert "1/2 taken as N/E" in record.orientation_note
+
+
+def test_at2_with_two_horizontals_is_refused() -> None:
+    with pytest.raises(ReaderError, match="need 3"):
+        read_record(REALDATA / "gmprocess_testdata/peer/RSN763_LOMAP_GIL067.AT2")
+
+
+@pytest.mark.parametrize(
+    ("relpath", "reason"),
+    [
+        ("gmprocess_testdata/csn/ci38457511/20190706031952.CJ.T001230.HNE.sac", "unknown units"),
+        ("gmprocess_testdata/dmg/ci15481673/CIWLT.V2", "unsupported"),
+        ("gmprocess_testdata/usc/ci3144585/017m30lw.s0a", "unsupported"),
+    ],
+)
+def test_unreadable_real_files_say_why(relpath: str, reason: str) -> None:
+    with pytest.raises(ReaderError, match=reason):
+        read_record(REALDATA / relpath)
+
+
+def test_format_detection_by_content() -> None:
+    assert detect_format(AFAD_MAT[0]) == "afad-mat"
+    assert detect_format(NSMN[0]) == "nsmn"
+    assert detect_format(KNET[0]) in ("knet", "kiknet")
+    assert detect_format(REALDATA / "gmpe_smtk_laquila/16833/16833_H1.cor.acc") == "itaca"
