@@ -350,3 +350,18 @@ def test_waveform_statistics_units() -> None:
     assert stats["trace_longest_constant_run_s"] == pytest.approx(989 / 200.0)
     assert stats["trace_finite_fraction"] == 1.0
     assert stats["trace_component_length_spread_samples"] == 0
+
+
+def test_unlabelled_dataset_passes_when_vs30_not_required(
+    tmp_path: Path, params: ValidateParams
+) -> None:
+    records = good_records()
+    for meta, _ in records:
+        meta["station_vs30_mps"], meta["station_vs30_method"] = np.nan, "unknown"
+    data = write_dataset(tmp_path / "data", records, bucket_size=4)
+    unlabelled = ValidateParams(**{**params.__dict__, "require_vs30": False})
+
+    assert validate_dataset(data, unlabelled).success
+    assert _failing(validate_dataset(data, params).outcomes) == {
+        "vs30_present": {f"rec_{i:02d}" for i in range(6)}
+    }

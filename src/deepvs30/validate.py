@@ -32,6 +32,7 @@ from deepvs30.errors import ConfigError, ValidationFailed
 from deepvs30.trace_stats import trace_statistics
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+logging.getLogger("great_expectations").setLevel(logging.WARNING)  # GX logs its own plumbing
 
 log = logging.getLogger(__name__)
 
@@ -167,96 +168,104 @@ def validation_frame(metadata: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFram
 # --------------------------------------------------------------------------- the suite
 
 
-def expectations(params: ValidateParams) -> list[Any]:
-    """The suite, each expectation tagged with a short stable name in ``meta["check"]``."""
+def _tagged(check: str, description: str, expectation: Any) -> Any:
+    expectation.meta = {"check": check}
+    expectation.description = description
+    return expectation
+
+
+def _in_range(check: str, column: str, low: float | None, high: float | None, **kw: Any) -> Any:
     import great_expectations as gx
 
-    E = gx.expectations
+    shown = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+    return _tagged(
+        check,
+        f"{column} in {shown}",
+        gx.expectations.ExpectColumnValuesToBeBetween(
+            column=column, min_value=low, max_value=high, **kw
+        ),
+    )
+
+
+def _in_set(check: str, column: str, values: list[Any]) -> Any:
+    import great_expectations as gx
+
+    return _tagged(
+        check,
+        f"{column} in {values}",
+        gx.expectations.ExpectColumnValuesToBeInSet(column=column, value_set=values),
+    )
+
+
+def _present(check: str, column: str) -> Any:
+    import great_expectations as gx
+
+    return _tagged(
+        check, f"{column} is given", gx.expectations.ExpectColumnValuesToNotBeNull(column=column)
+    )
+
+
+def expectations(params: ValidateParams) -> list[Any]:
+    """The suite, each expectation tagged with a short stable name in ``meta["check"]``.
+
+    Range checks skip missing values; the ``*_present`` checks say which values must be given.
+    """
+    import great_expectations as gx
+
     p = params
-
-    def tag(check: str, description: str, expectation: Any) -> Any:
-        expectation.meta = {"check": check}
-        expectation.description = description
-        return expectation
-
-    between = E.ExpectColumnValuesToBeBetween
-    not_null = E.ExpectColumnValuesToNotBeNull
     suite = [
-        tag("trace_name_unique", "Record names are unique",
-            E.ExpectColumnValuesToBeUnique(column=RECORD_COLUMN)),
-        tag("station_present", "Every record names its station (network and code)",
-            E.ExpectColumnValuesToNotBeNull(column="station_code")),
-        tag("sampling_rate_allowed", f"Sampling rate in {p.sampling_rates_hz} Hz",
-            E.ExpectColumnValuesToBeInSet(
-                column="trace_sampling_rate_hz", value_set=list(p.sampling_rates_hz))),
-        tag("sampling_rate_present", "Sampling rate is given",
-            not_null(column="trace_sampling_rate_hz")),
-        tag("duration_in_range", f"Record length {p.min_duration_s}-{p.max_duration_s} s",
-            between(column="trace_duration_s", min_value=p.min_duration_s,
-                    max_value=p.max_duration_s)),
-        tag("components_same_length", "Z, N and E end at the same sample",
-            between(column="trace_component_length_spread_samples", min_value=0,
-                    max_value=p.component_length_tolerance_samples)),
-        tag("all_samples_finite", "No NaN or infinite sample",
-            between(column="trace_finite_fraction", min_value=1.0, max_value=1.0)),
-        tag("not_flat_std", f"Every component moves (std >= {p.flat_std_min_mps2} m/s²)",
-            between(column="trace_min_std_mps2", min_value=p.flat_std_min_mps2)),
-        tag("not_flat_run", f"No constant stretch longer than {p.flat_run_max_s} s",
-            between(column="trace_longest_constant_run_s", min_value=0.0,
-                    max_value=p.flat_run_max_s)),
-        tag("not_clipped", f"At most {p.clip_max_peak_samples} samples at the peak |value|",
-            between(column="trace_peak_sample_count", min_value=0,
-                    max_value=p.clip_max_peak_samples)),
-        tag("pga_in_range", f"PGA {p.pga_min_mps2}-{p.pga_max_mps2} m/s²",
-            between(column="trace_pga_mps2", min_value=p.pga_min_mps2,
-                    max_value=p.pga_max_mps2)),
-        tag("vs30_in_range", f"Station Vs30 {p.vs30_min_mps}-{p.vs30_max_mps} m/s",
-            between(column="station_vs30_mps", min_value=p.vs30_min_mps,
-                    max_value=p.vs30_max_mps)),
-        tag("station_vs30_consistent",
-            f"One Vs30 per station (spread <= {p.station_vs30_tolerance_mps} m/s)",
-            between(column="station_vs30_spread_mps", min_value=0.0,
-                    max_value=p.station_vs30_tolerance_mps)),
-        tag("vs30_method_allowed", f"station_vs30_method in {list(VS30_METHODS)}",
-            E.ExpectColumnValuesToBeInSet(column="station_vs30_method",
-                                          value_set=list(VS30_METHODS))),
-        tag("vs30_method_present", "station_vs30_method is given ('unknown' if unknown)",
-            not_null(column="station_vs30_method")),
-        tag("p_before_s", "P arrival before S arrival (where both are known)",
-            E.ExpectColumnPairValuesAToBeGreaterThanB(
-                column_A="trace_s_arrival_sample", column_B="trace_p_arrival_sample",
-                ignore_row_if="either_value_is_missing")),
-        tag("p_inside_record", "P arrival sample inside the record",
-            between(column="trace_p_arrival_fraction", min_value=0.0, max_value=1.0,
-                    strict_max=True)),
-        tag("s_inside_record", "S arrival sample inside the record",
-            between(column="trace_s_arrival_fraction", min_value=0.0, max_value=1.0,
-                    strict_max=True)),
-        tag("station_latitude_in_range", "Station latitude in [-90, 90] deg",
-            between(column="station_latitude_deg", min_value=-90.0, max_value=90.0)),
-        tag("station_longitude_in_range", "Station longitude in [-180, 180] deg",
-            between(column="station_longitude_deg", min_value=-180.0, max_value=180.0)),
-        tag("station_latitude_present", "Station latitude is given",
-            not_null(column="station_latitude_deg")),
-        tag("station_longitude_present", "Station longitude is given",
-            not_null(column="station_longitude_deg")),
-        tag("source_latitude_in_range", "Source latitude in [-90, 90] deg",
-            between(column="source_latitude_deg", min_value=-90.0, max_value=90.0)),
-        tag("source_longitude_in_range", "Source longitude in [-180, 180] deg",
-            between(column="source_longitude_deg", min_value=-180.0, max_value=180.0)),
-        tag("source_depth_in_range", f"Source depth in {p.source_depth_range_km} km",
-            between(column="source_depth_km", min_value=p.source_depth_range_km[0],
-                    max_value=p.source_depth_range_km[1])),
-        tag("magnitude_in_range", f"Magnitude in {p.magnitude_range}",
-            between(column="source_magnitude", min_value=p.magnitude_range[0],
-                    max_value=p.magnitude_range[1])),
-        tag("distance_in_range", f"Hypocentral distance 0-{p.hyp_distance_max_km} km",
-            between(column="path_hyp_distance_km", min_value=0.0,
-                    max_value=p.hyp_distance_max_km)),
+        _tagged(
+            "trace_name_unique",
+            "record names are unique",
+            gx.expectations.ExpectColumnValuesToBeUnique(column=RECORD_COLUMN),
+        ),
+        _present("station_present", "station_code"),
+        _present("sampling_rate_present", "trace_sampling_rate_hz"),
+        _in_set("sampling_rate_allowed", "trace_sampling_rate_hz", list(p.sampling_rates_hz)),
+        _in_range("duration_in_range", "trace_duration_s", p.min_duration_s, p.max_duration_s),
+        _in_range(
+            "components_same_length",
+            "trace_component_length_spread_samples",
+            0,
+            p.component_length_tolerance_samples,
+        ),
+        _in_range("all_samples_finite", "trace_finite_fraction", 1.0, 1.0),
+        _in_range("not_flat_std", "trace_min_std_mps2", p.flat_std_min_mps2, None),
+        _in_range("not_flat_run", "trace_longest_constant_run_s", 0.0, p.flat_run_max_s),
+        _in_range("not_clipped", "trace_peak_sample_count", 0, p.clip_max_peak_samples),
+        _in_range("pga_in_range", "trace_pga_mps2", p.pga_min_mps2, p.pga_max_mps2),
+        _in_range("vs30_in_range", "station_vs30_mps", p.vs30_min_mps, p.vs30_max_mps),
+        _in_range(
+            "station_vs30_consistent",
+            "station_vs30_spread_mps",
+            0.0,
+            p.station_vs30_tolerance_mps,
+        ),
+        _present("vs30_method_present", "station_vs30_method"),
+        _in_set("vs30_method_allowed", "station_vs30_method", list(VS30_METHODS)),
+        _tagged(
+            "p_before_s",
+            "trace_p_arrival_sample < trace_s_arrival_sample where both are known",
+            gx.expectations.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="trace_s_arrival_sample",
+                column_B="trace_p_arrival_sample",
+                ignore_row_if="either_value_is_missing",
+            ),
+        ),
+        _in_range("p_inside_record", "trace_p_arrival_fraction", 0, 1, strict_max=True),
+        _in_range("s_inside_record", "trace_s_arrival_fraction", 0, 1, strict_max=True),
+        _present("station_latitude_present", "station_latitude_deg"),
+        _present("station_longitude_present", "station_longitude_deg"),
+        _in_range("station_latitude_in_range", "station_latitude_deg", -90.0, 90.0),
+        _in_range("station_longitude_in_range", "station_longitude_deg", -180.0, 180.0),
+        _in_range("source_latitude_in_range", "source_latitude_deg", -90.0, 90.0),
+        _in_range("source_longitude_in_range", "source_longitude_deg", -180.0, 180.0),
+        _in_range("source_depth_in_range", "source_depth_km", *p.source_depth_range_km),
+        _in_range("magnitude_in_range", "source_magnitude", *p.magnitude_range),
+        _in_range("distance_in_range", "path_hyp_distance_km", 0.0, p.hyp_distance_max_km),
     ]
     if p.require_vs30:
-        suite.append(tag("vs30_present", "Station Vs30 is given (labelled dataset)",
-                         not_null(column="station_vs30_mps")))
+        suite.append(_present("vs30_present", "station_vs30_mps"))
     return suite
 
 
@@ -267,6 +276,8 @@ def _gx_context(docs_dir: Path | None) -> Any:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    # this GX module pins its own logger to INFO at import; keep its notes out of our log
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     context.variables.data_docs_sites = {}
@@ -482,7 +493,10 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> int:
     report = validate_dataset(data_path, validate_params, report_dir)
     log.info(
         "validated %d records against %d expectations in %.1f s; report in %s",
-        report.n_records, len(report.outcomes), report.elapsed_s, report_dir,
+        report.n_records,
+        len(report.outcomes),
+        report.elapsed_s,
+        report_dir,
     )
     if not report.success:
         raise ValidationFailed(f"{report.message()} (details: {report_dir / SUMMARY_FILE})")
