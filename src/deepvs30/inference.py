@@ -1,0 +1,152 @@
+"""A trained model with everything needed to use it: the one inference path.
+
+A bundle holds the network weights (a state dict, loaded with ``weights_only=True``: no
+arbitrary pickles) and a JSON config: model family and sizes, the preprocessing and feature
+(segmentation) parameters, and the normaliser fitted on the training split. Evaluation,
+``deepvs30 predict`` and the MLflow pyfunc all go through :meth:`ModelBundle.predict_records`
+or :meth:`ModelBundle.predict_prepared`, so training and prediction cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepvs30.config import from_dict
+from deepvs30.preprocess import PreprocessParams, preprocess_record, rescale_sample
+from deepvs30.segment import FeatureParams, SkipRecord, make_input
+from deepvs30.windows import Normaliser
+
+WEIGHTS = "model.pt"
+CONFIG = "config.json"
+
+
+@dataclass
+class ModelBundle:
+    model_name: str
+    hparams: dict
+    features: FeatureParams
+    preprocess: PreprocessParams
+    normaliser: Normaliser
+    network: torch.nn.Module
+
+    @property
+    def fs_hz(self) -> float:
+        return self.preprocess.target_fs_hz
+
+    @staticmethod
+    def build_network(
+        model_name: str, hparams: dict, features: FeatureParams, fs_hz: float
+    ) -> torch.nn.Module:
+        from deepvs30.models import build_model
+
+        return build_model(
+            model_name,
+            in_channels=features.in_channels,
+            n_samples=features.n_samples(fs_hz),
+            n_scalars=features.n_scalars,
+            representation=features.representation,
+            **hparams,
+        )
+
+    def config(self) -> dict:
+        return {
+            "model_name": self.model_name,
+            "hparams": self.hparams,
+            "features": self.features.to_dict(),
+            "preprocess": self.preprocess.to_dict(),
+            "normaliser": self.normaliser.to_dict(),
+        }
+
+    def save(self, out_dir: str | Path) -> Path:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(self.network.state_dict(), out_dir / WEIGHTS)
+        (out_dir / CONFIG).write_text(json.dumps(self.config(), indent=1))
+        return out_dir
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> ModelBundle:
+        model_dir = Path(model_dir)
+        config = json.loads((model_dir / CONFIG).read_text())
+        features = from_dict(config["features"], FeatureParams, f"{model_dir / CONFIG}: features")
+        preprocess = from_dict(
+            config["preprocess"], PreprocessParams, f"{model_dir / CONFIG}: preprocess"
+        )
+        normaliser = Normaliser(**config["normaliser"])
+        network = cls.build_network(
+            config["model_name"], config["hparams"], features, preprocess.target_fs_hz
+        )
+        state = torch.load(model_dir / WEIGHTS, map_location="cpu", weights_only=True)
+        network.load_state_dict(state)
+        network.eval()
+        return cls(
+            config["model_name"], config["hparams"], features, preprocess, normaliser, network
+        )
+
+    @torch.no_grad()
+    def predict_inputs(
+        self, x: np.ndarray, scalars: np.ndarray, batch_size: int = 256
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised network inputs (B, C, T), (B, F) → ln Vs30 (m/s) and its std (ln units)."""
+        self.network.eval()
+        outputs = []
+        for start in range(0, len(x), batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size]))
+            sb = torch.from_numpy(np.ascontiguousarray(scalars[start : start + batch_size]))
+            outputs.append(self.network(xb, sb if sb.shape[1] else None).numpy())
+        out = np.concatenate(outputs) if outputs else np.zeros((0, 2), np.float32)
+        return self.normaliser.ln_vs30(out[:, 0].astype(np.float64), out[:, 1].astype(np.float64))
+
+    def input_of(
+        self,
+        record: np.ndarray,
+        p_sample: float | None,
+        s_sample: float | None,
+        pga_at: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised model input of one preprocessed record at the common rate."""
+        x, s = make_input(record, self.fs_hz, self.features, p_sample, s_sample, pga_at)
+        return self.normaliser.inputs(x, s)
+
+    def predict_records(self, records: list[dict]) -> list[dict]:
+        """Raw records → predictions. Each record: ``waveform_mps2`` (3, n) ZNE in m/s²,
+        ``sampling_rate_hz``, optional ``p_arrival_s``/``s_arrival_s`` from the record start.
+        Returns per record ``ln_vs30``, ``sigma_ln`` or ``skipped`` with the reason."""
+        inputs, slots, results = [], [], []
+        for rec in records:
+            try:
+                inputs.append(self._raw_input(rec))
+                slots.append(len(results))
+                results.append({})
+            except SkipRecord as exc:
+                results.append({"skipped": str(exc)})
+        if inputs:
+            x = np.stack([i[0] for i in inputs])
+            s = np.stack([i[1] for i in inputs])
+            ln_vs30, sigma_ln = self.predict_inputs(x, s)
+            for slot, mu, sd in zip(slots, ln_vs30, sigma_ln, strict=True):
+                results[slot] = {"ln_vs30": float(mu), "sigma_ln": float(sd)}
+        return results
+
+    def _raw_input(self, rec: dict) -> tuple[np.ndarray, np.ndarray]:
+        fs_in_hz = float(rec["sampling_rate_hz"])
+        waveform = np.asarray(rec["waveform_mps2"], dtype=np.float64)
+        if waveform.ndim != 2 or waveform.shape[0] != 3:
+            raise SkipRecord(f"waveform shape {waveform.shape}, expected (3, n) ZNE")
+        if not np.all(np.isfinite(waveform)):
+            raise SkipRecord("non-finite samples")
+        record = preprocess_record(waveform, fs_in_hz, self.preprocess)
+        p_sample = _seconds_to_sample(rec.get("p_arrival_s"), self.fs_hz)
+        s_sample = _seconds_to_sample(rec.get("s_arrival_s"), self.fs_hz)
+        return self.input_of(record, p_sample, s_sample)
+
+
+def _seconds_to_sample(seconds: float | None, fs_hz: float) -> float | None:
+    if seconds is None:
+        return None
+    return rescale_sample(float(seconds) * fs_hz, fs_hz, fs_hz)

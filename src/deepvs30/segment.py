@@ -1,0 +1,143 @@
+"""How a preprocessed record becomes a model input window (shared by training and prediction).
+
+Segmentation options of the method (arXiv 2503.05224) and one more:
+
+- ``p_centred``: a window centred on the P arrival;
+- ``pga_centred``: centred on the peak horizontal acceleration;
+- ``s_start``: starting at the S arrival (the S-wave window carries most site response);
+- ``whole``: the record from its start.
+
+``offset_s`` shifts the window. Optional P/S information: a mask channel equal to 1 between
+the P and S arrivals (as the method does) and/or the S−P time (s) as a scalar input.
+With ``amplitude: per_record`` each window is divided by its own peak, so that absolute
+amplitude (which carries magnitude and distance, not site) is not a shortcut; the ratios
+between components (H/V) are kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+SEGMENTATIONS = ("p_centred", "pga_centred", "s_start", "whole")
+REPRESENTATIONS = ("waveform", "spectrogram")
+AMPLITUDES = ("per_record", "absolute")
+
+
+class SkipRecord(Exception):  # noqa: N818 - a control-flow signal with a reason, not an error
+    """A record that this segmentation cannot use (the reason is counted and reported)."""
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    segmentation: str = "p_centred"
+    window_s: float = 40.0
+    offset_s: float = 0.0
+    ps_channel: bool = True
+    sp_scalar: bool = False
+    representation: str = "waveform"
+    amplitude: str = "per_record"
+
+    def __post_init__(self) -> None:
+        from deepvs30.errors import ConfigError
+
+        for value, allowed, key in (
+            (self.segmentation, SEGMENTATIONS, "segmentation"),
+            (self.representation, REPRESENTATIONS, "representation"),
+            (self.amplitude, AMPLITUDES, "amplitude"),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"features.{key}: {value!r} is not one of {list(allowed)}")
+        if self.window_s <= 0:
+            raise ConfigError(f"features.window_s: must be positive, got {self.window_s}")
+
+    @property
+    def in_channels(self) -> int:
+        return 3 + int(self.ps_channel)
+
+    @property
+    def n_scalars(self) -> int:
+        return int(self.sp_scalar)
+
+    def n_samples(self, fs_hz: float) -> int:
+        return int(round(self.window_s * fs_hz))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pga_sample(record: np.ndarray) -> int:
+    """Sample of the peak of the horizontal vector acceleration (components N, E)."""
+    horizontal = np.hypot(record[1], record[2])
+    return int(np.argmax(horizontal))
+
+
+def window_start(
+    n_window: int,
+    fs_hz: float,
+    params: FeatureParams,
+    p_sample: float | None,
+    s_sample: float | None,
+    pga_at: int | None,
+) -> int:
+    offset = int(round(params.offset_s * fs_hz))
+    if params.segmentation == "p_centred":
+        if p_sample is None:
+            raise SkipRecord("no P arrival (p_centred window)")
+        return int(round(p_sample)) - n_window // 2 + offset
+    if params.segmentation == "pga_centred":
+        return int(pga_at) - n_window // 2 + offset
+    if params.segmentation == "s_start":
+        if s_sample is None:
+            raise SkipRecord("no S arrival (s_start window)")
+        return int(round(s_sample)) + offset
+    return offset  # whole
+
+
+def make_input(
+    record: np.ndarray,
+    fs_hz: float,
+    params: FeatureParams,
+    p_sample: float | None,
+    s_sample: float | None,
+    pga_at: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut the model input from a preprocessed record (3, n) at ``fs_hz``.
+
+    Returns ``x`` float32 (in_channels, n_window) and ``scalars`` float32 (n_scalars,).
+    Raises :class:`SkipRecord` with the reason when the record cannot be used.
+    """
+    if params.ps_channel or params.sp_scalar:
+        if p_sample is None or s_sample is None:
+            raise SkipRecord("no P/S arrivals (P/S information requested)")
+        if s_sample <= p_sample:
+            raise SkipRecord("S arrival not after P arrival")
+    n_window = params.n_samples(fs_hz)
+    if pga_at is None and params.segmentation == "pga_centred":
+        pga_at = pga_sample(record)
+    start = window_start(n_window, fs_hz, params, p_sample, s_sample, pga_at)
+    x = np.zeros((params.in_channels, n_window), dtype=np.float32)
+    x[:3] = _cut(record, start, n_window)
+    if params.amplitude == "per_record":
+        peak = float(np.max(np.abs(x[:3])))
+        if not np.isfinite(peak) or peak <= 0:
+            raise SkipRecord("window holds no signal")
+        x[:3] /= peak
+    if params.ps_channel:
+        i0 = int(np.clip(round(p_sample) - start, 0, n_window))
+        i1 = int(np.clip(round(s_sample) - start, 0, n_window))
+        x[3, i0:i1] = 1.0
+    scalars = np.zeros(params.n_scalars, dtype=np.float32)
+    if params.sp_scalar:
+        scalars[0] = (s_sample - p_sample) / fs_hz
+    return x, scalars
+
+
+def _cut(record: np.ndarray, start: int, n_window: int) -> np.ndarray:
+    """record[:, start:start+n_window], zero-padded where the window leaves the record."""
+    out = np.zeros((record.shape[0], n_window), dtype=np.float32)
+    lo, hi = max(start, 0), min(start + n_window, record.shape[1])
+    if hi > lo:
+        out[:, lo - start : hi - start] = record[:, lo:hi]
+    return out

@@ -1,0 +1,79 @@
+"""MLflow set-up: one place that says where runs and models go.
+
+Default: a SQLite tracking store ``mlflow.db`` beside ``mlruns/`` (artifacts), nothing to start.
+``MLFLOW_TRACKING_URI`` (e.g. a shared tracking server) overrides it without editing code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+
+@dataclass(frozen=True)
+class MlflowParams:
+    experiment: str = "deepvs30"
+    registered_model: str = "deepvs30"
+    tracking_uri: str = "sqlite:///mlflow.db"
+    artifact_root: str = "mlruns"
+
+
+def configure(params: MlflowParams) -> str:
+    """Point MLflow at the tracking store and experiment; returns the tracking URI used."""
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    uri = os.environ.get("MLFLOW_TRACKING_URI", params.tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(params.experiment) is None:
+        artifact_location = None
+        if uri.startswith("sqlite:") or uri.startswith("file:"):
+            artifact_location = Path(params.artifact_root).resolve().as_uri()
+        mlflow.create_experiment(params.experiment, artifact_location=artifact_location)
+    mlflow.set_experiment(params.experiment)
+    return uri
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def data_version(data_dir: str | Path) -> str:
+    """The DVC hash of the dataset (``data.dvc``), or a content hash of its metadata table."""
+    data_dir = Path(data_dir)
+    dvc_file = data_dir.with_name(data_dir.name + ".dvc")
+    if dvc_file.is_file():
+        outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs", [])
+        if outs and "md5" in outs[0]:
+            return f"dvc:{outs[0]['md5']}"
+    meta = data_dir / "metadata.csv"
+    if meta.is_file():
+        return "sha256:" + hashlib.sha256(meta.read_bytes()).hexdigest()[:16]
+    return "unknown"
+
+
+def flatten(prefix: str, value: object) -> dict[str, object]:
+    """Nested params as flat MLflow keys: {"a": {"b": 1}} → {"a.b": 1}."""
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for key, sub in value.items():
+            out.update(flatten(f"{prefix}.{key}" if prefix else str(key), sub))
+        return out
+    return {prefix: value}

@@ -1,0 +1,410 @@
+"""train stage: one explicit training loop, logged in MLflow.
+
+Reads the prepared folder, cuts windows on the fly (segmentation from ``features``), fits the
+normaliser on the training stations only, and trains the model family named in ``model``
+with a Gaussian negative log-likelihood on standardised ln Vs30 (so each prediction carries
+its own standard deviation) or plain MSE. Seeds fixed, deterministic CPU kernels; a checkpoint
+after every epoch (``train.checkpoint``) lets an interrupted run resume where it stopped;
+early stopping on the validation loss keeps the best epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from deepvs30.config import section
+from deepvs30.errors import ConfigError, DeepVs30Error
+from deepvs30.inference import ModelBundle
+from deepvs30.metrics import station_predictions, summary_metrics
+from deepvs30.prepare import PrepareParams, load_prepared
+from deepvs30.preprocess import PreprocessParams
+from deepvs30.segment import FeatureParams
+from deepvs30.windows import Normaliser, WindowDataset, usable_records
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    name: str = "cnn_lstm"
+    hparams: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    seed: int = 42
+    epochs: int = 25
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    loss: str = "gaussian_nll"  # gaussian_nll | mse
+    patience: int = 6  # epochs without validation improvement before stopping
+    num_threads: int = 2
+    split_column: str = "split"  # split | split_cluster (regional hold-out)
+    train_station_fraction: float = 1.0  # < 1: a random subset of training stations
+    out: str = "models/current"
+    checkpoint: str = "models/checkpoint.pt"
+
+
+@dataclass
+class TrainResult:
+    bundle: ModelBundle
+    history: list[dict]
+    best_epoch: int
+    val_metrics: dict
+    skipped: pd.DataFrame
+    seconds: float
+
+
+EpochCallback = Callable[[int, dict], None]
+
+
+def set_determinism(seed: int, num_threads: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.set_num_threads(num_threads)
+    torch.use_deterministic_algorithms(True)
+
+
+def select_split(
+    records: pd.DataFrame, split_column: str, station_fraction: float, seed: int
+) -> dict[str, pd.DataFrame]:
+    """Records of each part; optionally a seeded subset of the training stations."""
+    if split_column not in records:
+        raise ConfigError(f"train.split_column: {split_column!r} is not a split in records.csv")
+    parts = {name: records[records[split_column] == name] for name in ("train", "val", "test")}
+    if station_fraction < 1.0:
+        stations = np.sort(parts["train"]["station"].unique())
+        rng = np.random.default_rng(seed)
+        n_keep = max(2, int(round(station_fraction * len(stations))))
+        keep = set(rng.choice(stations, size=min(n_keep, len(stations)), replace=False))
+        parts["train"] = parts["train"][parts["train"]["station"].isin(keep)]
+    return parts
+
+
+def loss_fn(kind: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    mean = out[:, 0]
+    if kind == "mse":
+        return torch.mean((mean - target) ** 2)
+    if kind == "gaussian_nll":
+        log_sigma = out[:, 1]
+        return torch.mean(0.5 * ((mean - target) / torch.exp(log_sigma)) ** 2 + log_sigma)
+    raise ConfigError(f"train.loss: {kind!r} is not one of ['gaussian_nll', 'mse']")
+
+
+def _config_hash(*parts: object) -> str:
+    blob = json.dumps(
+        [asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def fit(
+    prepared_dir: str | Path,
+    features: FeatureParams,
+    model: ModelParams,
+    train: TrainParams,
+    on_epoch: EpochCallback | None = None,
+    init: ModelBundle | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train one model; returns the bundle of the best validation epoch and the history."""
+    t0 = time.perf_counter()
+    set_determinism(train.seed, train.num_threads)
+    waves, records, summary = load_prepared(prepared_dir)
+    fs_hz = float(summary["fs_hz"])
+    records, skipped = usable_records(waves, records, fs_hz, features)
+    parts = select_split(records, train.split_column, train.train_station_fraction, train.seed)
+    if len(parts["train"]) == 0 or len(parts["val"]) == 0:
+        raise DeepVs30Error(
+            f"{prepared_dir}: no usable training or validation records for segmentation "
+            f"{features.segmentation!r} ({len(skipped)} skipped)"
+        )
+    normaliser = Normaliser.fit(waves, parts["train"], fs_hz, features)
+    preprocess = PreprocessParams(**summary["params"]["preprocess"])
+    network = ModelBundle.build_network(model.name, model.hparams, features, fs_hz)
+    if init is not None:
+        network.load_state_dict(init.network.state_dict())
+    bundle = ModelBundle(model.name, dict(model.hparams), features, preprocess, normaliser, network)
+
+    generator = torch.Generator().manual_seed(train.seed)
+    train_loader = torch.utils.data.DataLoader(
+        WindowDataset(waves, parts["train"], fs_hz, features, normaliser),
+        batch_size=train.batch_size,
+        shuffle=True,
+        generator=generator,
+        drop_last=False,
+    )
+    val_set = WindowDataset(waves, parts["val"], fs_hz, features, normaliser)
+    optimiser = torch.optim.AdamW(
+        network.parameters(), lr=train.lr, weight_decay=train.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(train.epochs, 1))
+
+    key = _config_hash(features, model, train, str(Path(prepared_dir).resolve()), summary["counts"])
+    state = _resume(train.checkpoint, key, network, optimiser, scheduler, generator)
+    history, best = state["history"], state["best"]
+    for epoch in range(state["epoch"] + 1, train.epochs + 1):
+        train_loss = _train_epoch(network, optimiser, train_loader, train.loss, progress, epoch)
+        scheduler.step()
+        val = _evaluate_split(bundle, val_set, parts["val"], train.loss)
+        row = {"epoch": epoch, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0], **val}
+        history.append(row)
+        if val["val_loss"] < best["val_loss"]:
+            best = {
+                "val_loss": val["val_loss"],
+                "epoch": epoch,
+                "state": {k: v.clone() for k, v in network.state_dict().items()},
+            }
+        _save_checkpoint(
+            train.checkpoint, key, epoch, network, optimiser, scheduler, generator, history, best
+        )
+        log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
+        if on_epoch is not None:
+            on_epoch(epoch, row)
+        if epoch - best["epoch"] >= train.patience:
+            log.info("early stop at epoch %d (best %d)", epoch, best["epoch"])
+            break
+    network.load_state_dict(best["state"])
+    final_val = _evaluate_split(bundle, val_set, parts["val"], train.loss)
+    return TrainResult(bundle, history, best["epoch"], final_val, skipped, time.perf_counter() - t0)
+
+
+def _train_epoch(network, optimiser, loader, loss_kind: str, progress: bool, epoch: int) -> float:
+    network.train()
+    total, count = 0.0, 0
+    for x, s, y in tqdm(
+        loader, desc=f"epoch {epoch}", leave=False, disable=not progress, mininterval=5.0
+    ):
+        optimiser.zero_grad(set_to_none=True)
+        out = network(x, s if s.shape[1] else None)
+        loss = loss_fn(loss_kind, out, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
+        optimiser.step()
+        total += float(loss) * len(y)
+        count += len(y)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def predict_dataset(bundle: ModelBundle, dataset: WindowDataset) -> tuple[np.ndarray, np.ndarray]:
+    """ln Vs30 and its std for every record of a WindowDataset."""
+    xs, ss = [], []
+    for i in range(len(dataset)):
+        x, s, _ = dataset[i]
+        xs.append(x.numpy())
+        ss.append(s.numpy())
+    if not xs:
+        return np.zeros(0), np.zeros(0)
+    return bundle.predict_inputs(np.stack(xs), np.stack(ss))
+
+
+def _evaluate_split(
+    bundle: ModelBundle, dataset: WindowDataset, records: pd.DataFrame, loss_kind: str
+) -> dict:
+    ln_pred, sigma = predict_dataset(bundle, dataset)
+    norm = bundle.normaliser
+    z = (ln_pred - norm.target_mean) / norm.target_std
+    z_sigma = np.log(np.maximum(sigma / norm.target_std, 1e-12))
+    out = torch.from_numpy(np.stack([z, z_sigma], axis=1))
+    loss = float(loss_fn(loss_kind, out, torch.from_numpy(dataset.targets.astype(np.float64))))
+    frame = records.assign(ln_pred=ln_pred, sigma_ln=sigma)
+    stations = station_predictions(frame)
+    station_metrics = summary_metrics(stations["vs30_mps"], np.exp(stations["ln_pred"]))
+    return {
+        "val_loss": loss,
+        "val_station_mape": station_metrics["mape_pct"],
+        "val_station_sigma_ln": station_metrics["std_ln"],
+    }
+
+
+def _resume(path: str, key: str, network, optimiser, scheduler, generator) -> dict:
+    fresh = {
+        "epoch": 0,
+        "history": [],
+        "best": {"val_loss": math.inf, "epoch": 0, "state": network.state_dict()},
+    }
+    ckpt_path = Path(path)
+    if not ckpt_path.is_file():
+        return fresh
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if ckpt.get("key") != key:
+        log.info("checkpoint %s belongs to another configuration; starting afresh", path)
+        return fresh
+    network.load_state_dict(ckpt["network"])
+    optimiser.load_state_dict(ckpt["optimiser"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    generator.set_state(ckpt["generator"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    log.info("resuming from %s after epoch %d", path, ckpt["epoch"])
+    history = json.loads(ckpt["history"])
+    return {
+        "epoch": ckpt["epoch"],
+        "history": history,
+        "best": {
+            "val_loss": ckpt["best_val_loss"],
+            "epoch": ckpt["best_epoch"],
+            "state": ckpt["best_state"],
+        },
+    }
+
+
+def _save_checkpoint(
+    path: str,
+    key: str,
+    epoch: int,
+    network,
+    optimiser,
+    scheduler,
+    generator,
+    history: list[dict],
+    best: dict,
+) -> None:
+    """Everything needed to resume, saved atomically (tensors and plain values only)."""
+    ckpt_path = Path(path)
+    ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt_path.with_suffix(".tmp")
+    torch.save(
+        {
+            "key": key,
+            "epoch": epoch,
+            "network": network.state_dict(),
+            "optimiser": optimiser.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": json.dumps(history),
+            "best_val_loss": best["val_loss"],
+            "best_epoch": best["epoch"],
+            "best_state": best["state"],
+        },
+        tmp,
+    )
+    tmp.replace(ckpt_path)
+
+
+# --- the stage ---------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prepared", help="prepared folder (default: prepare.out)")
+    parser.add_argument("--out", help="model folder (default: train.out)")
+    parser.add_argument("--init-from", help="fine-tune from a model URI or bundle folder")
+
+
+def run(args: argparse.Namespace, params: dict) -> int:
+    from deepvs30 import tracking
+
+    features = section(params, "features", FeatureParams)
+    model = section(params, "model", ModelParams)
+    train = section(params, "train", TrainParams)
+    prepared_dir = args.prepared or section(params, "prepare", PrepareParams).out
+    out_dir = Path(args.out or train.out)
+    mlflow_params = section(params, "mlflow", tracking.MlflowParams)
+    data_dir = params.get("data", {}).get("path", "data")
+    init = _load_init(args.init_from) if args.init_from else None
+    result = train_and_log(
+        prepared_dir,
+        features,
+        model,
+        train,
+        mlflow_params,
+        data_dir,
+        out_dir,
+        init=init,
+        init_uri=args.init_from,
+    )
+    print(
+        f"trained {model.name}: best epoch {result.best_epoch}, validation station MAPE "
+        f"{result.val_metrics['val_station_mape']:.1f}% -> {out_dir}"
+    )
+    return 0
+
+
+def _load_init(uri: str) -> ModelBundle:
+    from deepvs30.pyfunc import load_bundle
+
+    return load_bundle(uri)
+
+
+def train_and_log(
+    prepared_dir,
+    features,
+    model,
+    train,
+    mlflow_params,
+    data_dir,
+    out_dir,
+    init: ModelBundle | None = None,
+    init_uri: str | None = None,
+    run_name: str | None = None,
+    nested: bool = False,
+    on_epoch: EpochCallback | None = None,
+) -> TrainResult:
+    """fit() inside an MLflow run: params, per-epoch metrics, the pyfunc model, lineage."""
+    import mlflow
+
+    from deepvs30 import tracking
+    from deepvs30.pyfunc import log_bundle
+
+    tracking.configure(mlflow_params)
+    out_dir = Path(out_dir)
+    with mlflow.start_run(run_name=run_name, nested=nested) as active:
+        mlflow.log_params(
+            tracking.flatten(
+                "", {"features": features.to_dict(), "model": asdict(model), "train": asdict(train)}
+            )
+        )
+        mlflow.set_tags(
+            {
+                "git_commit": tracking.git_commit(),
+                "data_version": tracking.data_version(data_dir),
+                "prepared": str(prepared_dir),
+                "model_family": model.name,
+            }
+        )
+        if init_uri:
+            mlflow.set_tag("parent_model_uri", init_uri)
+
+        def log_epoch(epoch: int, row: dict) -> None:
+            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
+            if on_epoch is not None:
+                on_epoch(epoch, row)
+
+        result = fit(prepared_dir, features, model, train, on_epoch=log_epoch, init=init)
+        result.bundle.save(out_dir)
+        pd.DataFrame(result.history).to_csv(out_dir / "history.csv", index=False)
+        result.skipped.to_csv(out_dir / "skipped.csv", index=False)
+        mlflow.log_metrics(
+            {
+                "best_epoch": result.best_epoch,
+                "train_seconds": result.seconds,
+                **{f"best_{k}": v for k, v in result.val_metrics.items()},
+            }
+        )
+        mlflow.log_artifact(str(out_dir / "history.csv"))
+        info = log_bundle(result.bundle, out_dir)
+        run_info = {
+            "run_id": active.info.run_id,
+            "model_uri": info.model_uri,
+            "experiment_id": active.info.experiment_id,
+            "parent_model_uri": init_uri,
+        }
+        (out_dir / "run.json").write_text(json.dumps(run_info, indent=1))
+    return result
