@@ -344,7 +344,7 @@ def _reason_class(reason: str) -> str:
     """Reasons grouped for the summary (numbers and paths stripped)."""
     reason = re.sub(r"duplicate of .*", "duplicate", reason)
     reason = re.sub(r"\(.*?\)", "", reason)
-    reason = re.sub(r"(?<![A-Za-z.])[-+]?\d[\d.]*(?:[eE][-+]?\d+)?", "#", reason)
+    reason = re.sub(r"(?<![\w.])[-+]?\d[\d.]*(?:[eE][-+]?\d+)?", "#", reason)
     return re.sub(r"\s+", " ", reason).strip(" :;")
 
 
