@@ -24,6 +24,15 @@ FAMILIES = sorted(MODELS)
 CASES = [(name, rep) for name in FAMILIES for rep in REPRESENTATIONS]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: two spinning threads crawl when other jobs share the 2 cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def sinusoid_task(n: int, T: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Sinusoid-in-noise records (n, 4, T) with a P/S mask; target = standardised ln f.
 
@@ -92,11 +101,15 @@ def test_deterministic_given_seed(name: str, rep: str) -> None:
 
 @pytest.mark.parametrize("name,rep", CASES)
 def test_learns_dominant_frequency(name: str, rep: str) -> None:
-    """40 Adam steps on 64 records: train MSE drops by > 50%, held-out MSE well below 1."""
-    x, y = sinusoid_task(64, 1000, seed=0)
-    x_test, y_test = sinusoid_task(64, 1000, seed=1)
+    """40 Adam steps on 32 records: train MSE drops by > 50%, held-out MSE well below 1.
+
+    Held-out: a predictor that ignores the input scores ~1, so < 0.5 means the family
+    reads the frequency content, not just memorises the 32 records.
+    """
+    x, y = sinusoid_task(32, 512, seed=0)
+    x_test, y_test = sinusoid_task(64, 512, seed=1)
     torch.manual_seed(0)
-    model = build_model(name, 4, 1000, representation=rep)
+    model = build_model(name, 4, 512, representation=rep)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(40):
@@ -111,6 +124,14 @@ def test_learns_dominant_frequency(name: str, rep: str) -> None:
     print(f"{name}/{rep}: train MSE {losses[0]:.3f} -> {losses[-1]:.3f}, held-out {held_out:.3f}")
     assert min(losses[-5:]) < 0.5 * losses[0]
     assert held_out < 0.5
+
+
+def test_learned_positions_follow_any_length() -> None:
+    torch.manual_seed(0)
+    model = build_model("transformer", 4, 3000, pos_encoding="learned").eval()
+    with torch.no_grad():
+        for T in (256, 3000, 6000):
+            assert model(torch.randn(2, 4, T)).shape == (2, 2)
 
 
 def test_log_sigma_is_bounded() -> None:
@@ -195,17 +216,20 @@ def test_describe_and_spec_rebuild(name: str) -> None:
 
 
 def test_forward_backward_time() -> None:
-    """Print (not assert) fwd+bwd time at batch 32 x 4 x 3000 for default sizes."""
+    """Print (not assert) fwd+bwd time at batch 32 x 4 x 3000 for default sizes (1 thread)."""
     x = torch.randn(32, 4, 3000)
     for name, rep in CASES:
         torch.manual_seed(0)
         model = build_model(name, 4, 3000, representation=rep)
         model(x).sum().backward()  # warm-up
         times = []
-        for _ in range(3):
+        for _ in range(2):
             start = time.perf_counter()
             model.zero_grad()
             model(x).sum().backward()
             times.append(time.perf_counter() - start)
         n_params = describe(model)["n_params"]
-        print(f"{name:12s} {rep:12s} params {n_params:6d}  fwd+bwd {min(times) * 1e3:6.1f} ms")
+        print(
+            f"{name:12s} {rep:12s} params {n_params:6d}  fwd+bwd {min(times) * 1e3:6.1f} ms"
+            f"  ({torch.get_num_threads()} threads)"
+        )
