@@ -73,10 +73,13 @@ EpochCallback = Callable[[int, dict], None]
 
 
 def set_determinism(seed: int, num_threads: int) -> None:
+    """Seeds and an explicit thread count. The CPU kernels used here (conv, LSTM, attention)
+    are deterministic for a fixed thread count; torch.use_deterministic_algorithms is not
+    set because its CPU fallbacks made max-pool backward ~3x slower (tests check that two runs
+    with one seed give identical weights)."""
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     torch.set_num_threads(num_threads)
-    torch.use_deterministic_algorithms(True)
 
 
 def select_split(
@@ -197,7 +200,7 @@ def _train_epoch(network, optimiser, loader, loss_kind: str, progress: bool, epo
         loss.backward()
         torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
         optimiser.step()
-        total += float(loss) * len(y)
+        total += float(loss.detach()) * len(y)
         count += len(y)
     return total / max(count, 1)
 

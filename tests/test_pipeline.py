@@ -1,0 +1,109 @@
+"""The DVC pipeline end to end on a tiny dataset: validate → prepare → train → evaluate →
+register, a second `dvc repro` that does nothing, and the registered model reproducing the
+logged test metrics exactly when loaded back from the MLflow registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from deepvs30.dataset import CanonicalDataset, record_ids
+from deepvs30.metrics import station_predictions, summary_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+TINY_OVERRIDES = {
+    "features": {"window_s": 12.0},
+    "model": {"name": "cnn_lstm", "hparams": {"conv_channels": 8, "lstm_hidden": 16}},
+    "train": {"epochs": 3, "batch_size": 16, "patience": 3, "num_threads": 1},
+}
+
+
+def _dvc(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    return subprocess.run([str(BIN / "dvc"), *args], cwd=project, env=env, text=True,
+                          capture_output=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, tiny_dataset) -> Path:
+    root = tmp_path_factory.mktemp("project")
+    (root / "src").symlink_to(REPO / "src")
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for name, values in TINY_OVERRIDES.items():
+        params[name].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copytree(tiny_dataset, root / "data")
+    assert _dvc(root, "init", "--no-scm", "-q").returncode == 0
+    repro = _dvc(root, "repro")
+    assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
+    return root
+
+
+def test_pipeline_writes_metrics_beside_baselines(project):
+    metrics = json.loads((project / "metrics.json").read_text())
+    stations = pd.read_csv(project / "prepared" / "stations.csv")
+    assert metrics["n_stations"] == int((stations["split"] == "test").sum())
+    for key in ("station", "record", "baseline_median", "baseline_hv"):
+        assert 0 < metrics[key]["mape_pct"] < 200
+        assert np.isfinite(metrics[key]["std_ln"])
+    assert metrics["baseline_median"]["pred_std_ln"] == 0.0  # a constant has no spread
+    assert 0 <= metrics["station"]["coverage_68"] <= 1
+    for plot in ("pred_vs_true", "residuals_by_class", "learning_curve", "confusion"):
+        assert (project / "reports" / "plots" / f"{plot}.png").stat().st_size > 5000
+    assert (project / "reports" / "validation" / "summary.json").is_file()
+
+
+def test_second_repro_does_nothing(project):
+    again = _dvc(project, "repro")
+    assert again.returncode == 0
+    assert "didn't change, skipping" in again.stdout or "up to date" in again.stdout
+    status = _dvc(project, "status")
+    assert "up to date" in status.stdout, status.stdout
+
+
+def test_registered_model_reproduces_logged_metrics(project, monkeypatch):
+    import mlflow
+
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mlflow.set_tracking_uri("sqlite:///mlflow.db")
+    registered = json.loads((project / "reports" / "registered.json").read_text())
+    assert registered["version"] == 1 and "champion" in registered["aliases"]
+    model = mlflow.pyfunc.load_model("models:/deepvs30@champion")
+
+    preds = pd.read_csv(project / "reports" / "tables" / "record_predictions.csv")
+    with CanonicalDataset(project / "data") as data:
+        ids = record_ids(data.metadata)
+        rows = []
+        for rid in preds["record_id"]:
+            i = int(np.flatnonzero(ids == rid)[0])
+            meta = data.metadata.iloc[i]
+            wave = data.waveform(i)
+            fs = float(meta["trace_sampling_rate_hz"])
+            rows.append({"record_id": rid, "station": "x", "sampling_rate_hz": fs,
+                         "p_arrival_s": meta["trace_p_arrival_sample"] / fs,
+                         "s_arrival_s": meta["trace_s_arrival_sample"] / fs,
+                         "z": wave[0].tolist(), "n": wave[1].tolist(), "e": wave[2].tolist()})
+    out = model.predict(pd.DataFrame(rows))
+    # the raw-record path of the pyfunc gives the evaluation's numbers to the last bit
+    np.testing.assert_allclose(out["ln_vs30"], preds["ln_pred"], rtol=0, atol=1e-12)
+
+    frame = preds.assign(ln_pred=out["ln_vs30"].to_numpy(), sigma_ln=out["sigma_ln"].to_numpy())
+    stations = station_predictions(frame)
+    again = summary_metrics(stations["vs30_mps"], np.exp(stations["ln_pred"]))
+    logged = mlflow.get_run(registered["run_id"]).data.metrics
+    assert again["mape_pct"] == pytest.approx(logged["test.station.mape_pct"], rel=1e-9)
+    assert again["std_ln"] == pytest.approx(logged["test.station.std_ln"], rel=1e-9)
