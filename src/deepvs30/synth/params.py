@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class SynthParams:
     seed: int = 20240501
     n_stations: int = 200
-    n_events: int = 200
+    n_events: int = 140
     n_clusters: int = 5
     network_code: str = "SY"
     # region (a Türkiye-sized box) and station clusters
