@@ -45,6 +45,11 @@ OUTPUT_COLUMNS = (
     "skipped",
 )
 BUNDLE_ARTIFACT = "bundle"
+# Records the model must not answer for (skipped with the reason): shorter than prepare's
+# default min_record_s (training never saw shorter ones; the bundle does not store it yet), or
+# sampled far above any strong-motion instrument.
+MIN_RECORD_S = 10.0
+MAX_SAMPLING_RATE_HZ = 10_000.0
 
 
 class InputError(ValueError):
@@ -52,26 +57,54 @@ class InputError(ValueError):
 
 
 def records_from_frame(frame: pd.DataFrame) -> list[dict]:
+    """Input rows as bundle records; InputError (naming the row) for anything the model
+    must not guess about: missing columns, no rows, non-numeric, non-1-D, empty or non-finite
+    components, components of different lengths, a missing or non-positive sampling rate."""
     missing = [c for c in ("sampling_rate_hz", "z", "n", "e") if c not in frame]
     if missing:
         raise InputError(f"input lacks columns {missing}; expected {list(INPUT_COLUMNS)}")
+    if len(frame) == 0:
+        raise InputError("input has no rows")
     records = []
     for i, row in frame.reset_index(drop=True).iterrows():
-        comps = [np.asarray(row[c], dtype=np.float64).ravel() for c in ("z", "n", "e")]
+        comps = [_component(i, c, row[c]) for c in ("z", "n", "e")]
         if len({len(c) for c in comps}) != 1:
-            raise InputError(f"row {i}: components z, n, e differ in length")
-        fs = row["sampling_rate_hz"]
-        if fs is None or not np.isfinite(float(fs)) or float(fs) <= 0:
-            raise InputError(f"row {i}: missing or invalid sampling_rate_hz {fs!r}")
+            sizes = ", ".join(f"{c} {len(a)}" for c, a in zip("zne", comps, strict=True))
+            raise InputError(f"row {i}: components z, n, e differ in length ({sizes})")
         records.append(
             {
                 "waveform_mps2": np.stack(comps),
-                "sampling_rate_hz": float(fs),
+                "sampling_rate_hz": _sampling_rate(i, row["sampling_rate_hz"]),
                 "p_arrival_s": _optional(row.get("p_arrival_s")),
                 "s_arrival_s": _optional(row.get("s_arrival_s")),
             }
         )
     return records
+
+
+def _component(i: int, name: str, value: object) -> np.ndarray:
+    try:
+        samples = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"row {i}: component {name} is not an array of numbers") from exc
+    if samples.ndim != 1:
+        raise InputError(f"row {i}: component {name} has shape {samples.shape}, expected (n,)")
+    if samples.size == 0:
+        raise InputError(f"row {i}: component {name} is empty")
+    bad = int(np.count_nonzero(~np.isfinite(samples)))
+    if bad:
+        raise InputError(f"row {i}: component {name} has {bad} non-finite sample(s) (NaN/inf)")
+    return samples
+
+
+def _sampling_rate(i: int, value: object) -> float:
+    try:
+        fs = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        fs = float("nan")
+    if not np.isfinite(fs) or fs <= 0:
+        raise InputError(f"row {i}: missing or invalid sampling_rate_hz {value!r}")
+    return fs
 
 
 def _optional(value: object) -> float | None:
@@ -84,10 +117,31 @@ def _optional(value: object) -> float | None:
     return value if np.isfinite(value) else None
 
 
+def unusable_reason(bundle: ModelBundle, record: dict) -> str:
+    """Why the model must not answer for a well-formed record ("" = it may): shorter than the
+    shortest training record, or sampled too slowly to hold the model's frequency band."""
+    fs_hz = record["sampling_rate_hz"]
+    duration_s = record["waveform_mps2"].shape[1] / fs_hz
+    if duration_s < MIN_RECORD_S:
+        return f"record is {duration_s:.3g} s long, shorter than {MIN_RECORD_S:g} s"
+    if fs_hz / 2 < bundle.preprocess.freqmax_hz:
+        return (
+            f"sampling rate {fs_hz:g} Hz: Nyquist below the model's "
+            f"{bundle.preprocess.freqmax_hz:g} Hz band edge"
+        )
+    if fs_hz > MAX_SAMPLING_RATE_HZ:
+        return f"sampling rate {fs_hz:g} Hz above {MAX_SAMPLING_RATE_HZ:g} Hz"
+    return ""
+
+
 def predict_frame(bundle: ModelBundle, frame: pd.DataFrame) -> pd.DataFrame:
     from deepvs30.metrics import nehrp_class
 
-    results = bundle.predict_records(records_from_frame(frame))
+    records = records_from_frame(frame)
+    reasons = [unusable_reason(bundle, rec) for rec in records]
+    usable = [rec for rec, reason in zip(records, reasons, strict=True) if not reason]
+    predicted = iter(bundle.predict_records(usable))
+    results = [{"skipped": r} if r else next(predicted) for r in reasons]
     rows = []
     for (_, row), res in zip(frame.reset_index(drop=True).iterrows(), results, strict=True):
         out = {"record_id": row.get("record_id", ""), "station": row.get("station", "")}
@@ -115,9 +169,15 @@ class Vs30PyFunc(PythonModel):
         self.bundle = ModelBundle.load(context.artifacts[BUNDLE_ARTIFACT])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        if not isinstance(model_input, pd.DataFrame):
-            model_input = pd.DataFrame(model_input)
-        return predict_frame(self.bundle, model_input)
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        try:
+            if not isinstance(model_input, pd.DataFrame):
+                model_input = pd.DataFrame(model_input)
+            return predict_frame(self.bundle, model_input)
+        except InputError as exc:  # the scoring server answers 400 with this message
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from exc
 
 
 def signature():
@@ -198,5 +258,15 @@ def load_bundle(uri: str) -> ModelBundle:
     path = Path(uri)
     if path.is_dir():
         return ModelBundle.load(path)
-    local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
-    return ModelBundle.load(Path(local) / "artifacts" / BUNDLE_ARTIFACT)
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    return ModelBundle.load(local / _bundle_path(local))
+
+
+def _bundle_path(model_dir: Path) -> str:
+    """Where MLflow put the bundle inside a downloaded model: MLmodel names it (MLflow keeps
+    the logged folder's own name, e.g. ``artifacts/current``)."""
+    import yaml
+
+    mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
+    artifacts = mlmodel["flavors"]["python_function"].get("artifacts") or {}
+    return artifacts[BUNDLE_ARTIFACT]["path"]
