@@ -1,0 +1,753 @@
+"""tune stage: one Optuna study over model families, sizes, segmentation and training settings.
+
+Each trial is ``train.train_and_log`` as a nested MLflow run under one parent run per study
+(found again by its tags, so resumed runs and other workers log under the same parent). The
+objective is the validation station MAPE of the kept (best validation loss) epoch; the
+per-epoch validation station MAPE is reported so that the pruner can stop bad trials. The
+test split is never looked at during the search: the best trial's bundle is evaluated on it
+once, in ``finalize``, and registered as a new model version.
+
+Several workers (``--workers N`` locally, or ``deepvs30 tune`` on any number of machines with
+``TUNE_STORAGE`` and ``MLFLOW_TRACKING_URI`` pointing at shared servers) share one storage:
+
+- ``n_trials`` counts finished (complete or pruned) trials of the whole study; a worker stops
+  when finished plus running trials reach it.
+- A killed worker's running trial is marked FAIL: at start, for dead processes of this host
+  (worker id host:boot:pid in the trial's user attrs), and by Optuna's heartbeat after
+  ``grace_s`` for other hosts.
+- Each trial seeds the sampler with ``seed + trial number``: one worker is reproducible, and
+  workers never propose the same startup trials.
+- Finalisation happens once per best trial: the finaliser must first create the study
+  ``<study>.finalize.trial-<n>`` in the storage, which only one process can do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from deepvs30.config import section
+from deepvs30.errors import ConfigError, DeepVs30Error
+from deepvs30.prepare import PrepareParams
+from deepvs30.search_space import Space, Trial, check_space, parse_space, sample
+from deepvs30.segment import FeatureParams
+from deepvs30.tracking import MlflowParams, configure, flatten
+from deepvs30.train import ModelParams, TrainParams
+
+log = logging.getLogger(__name__)
+
+STORAGE_ENV = "TUNE_STORAGE"
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+OBJECTIVE = "val_station_mape"
+PARENT_ROLE, TRIAL_ROLE = "tune_parent", "tune_trial"
+TRIAL_ERRORS: tuple[type[Exception], ...] = (DeepVs30Error, RuntimeError, ValueError)
+
+
+# --- parameters --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SamplerParams:
+    name: str = "tpe"  # tpe | random
+    seed: int = 42
+    n_startup_trials: int = 10  # random trials before TPE models the history
+
+
+@dataclass(frozen=True)
+class PrunerParams:
+    name: str = "median"  # median | percentile | hyperband | none
+    n_startup_trials: int = 5  # median/percentile: trials finished before pruning starts
+    n_warmup_steps: int = 2  # median/percentile: epochs of a trial before it can be pruned
+    percentile: float = 50.0  # percentile: prune below this percentile (50 = median)
+    min_resource: int = 1  # hyperband: epochs of the smallest rung
+    reduction_factor: int = 3  # hyperband
+
+
+@dataclass(frozen=True)
+class TuneParams:
+    study_name: str = "deepvs30"
+    n_trials: int = 40
+    timeout_s: float | None = None
+    max_epochs: int = 15
+    storage: str = "sqlite:///optuna.db"
+    heartbeat_s: int = 60
+    grace_s: int = 180
+    out: str = "models/tune"
+    sampler: SamplerParams = field(default_factory=SamplerParams)
+    pruner: PrunerParams = field(default_factory=PrunerParams)
+    space: dict[str, Any] = field(default_factory=dict)
+    search_hparams: bool = True
+    hparams: dict[str, Any] = field(default_factory=dict)
+    transfer: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything a worker needs, read once from params.yaml and checked before any trial."""
+
+    tune: TuneParams
+    space: Space
+    base: Trial
+    prepared_dir: str
+    data_dir: str
+    mlflow: MlflowParams
+    storage_url: str
+    params_path: str
+
+    @property
+    def study_dir(self) -> Path:
+        return Path(self.tune.out) / self.tune.study_name
+
+
+def load_setup(params: dict, args: argparse.Namespace | None = None) -> Setup:
+    tune = section(params, "tune", TuneParams)
+    if args is not None:
+        tune = replace(
+            tune,
+            study_name=args.study or tune.study_name,
+            n_trials=args.n_trials if args.n_trials is not None else tune.n_trials,
+            timeout_s=args.timeout_s if args.timeout_s is not None else tune.timeout_s,
+        )
+    check_tune(tune)
+    base = Trial(
+        section(params, "features", FeatureParams),
+        section(params, "model", ModelParams),
+        section(params, "train", TrainParams),
+    )
+    space = parse_space(tune.space, tune.hparams, tune.search_hparams, "tune")
+    check_space(space, base, "tune")
+    prepared = getattr(args, "prepared", None) or section(params, "prepare", PrepareParams).out
+    if not Path(prepared).is_dir():
+        raise ConfigError(f"{prepared}: prepared folder not found; run `deepvs30 prepare` first")
+    return Setup(
+        tune=tune,
+        space=space,
+        base=base,
+        prepared_dir=str(prepared),
+        data_dir=params.get("data", {}).get("path", "data"),
+        mlflow=section(params, "mlflow", MlflowParams),
+        storage_url=os.environ.get(STORAGE_ENV) or tune.storage,
+        params_path=params.get("__path__", "params.yaml"),
+    )
+
+
+def check_tune(tune: TuneParams) -> None:
+    if not STUDY_NAME.match(tune.study_name):
+        raise ConfigError(
+            f"tune.study_name: {tune.study_name!r} must be letters, digits, '_', '.' or '-'"
+        )
+    for key in ("n_trials", "max_epochs", "heartbeat_s", "grace_s"):
+        if getattr(tune, key) < 1:
+            raise ConfigError(f"tune.{key}: must be at least 1, got {getattr(tune, key)}")
+    if tune.timeout_s is not None and tune.timeout_s <= 0:
+        raise ConfigError(f"tune.timeout_s: must be positive or null, got {tune.timeout_s}")
+    if tune.sampler.name not in ("tpe", "random"):
+        raise ConfigError(f"tune.sampler.name: {tune.sampler.name!r} is not one of tpe, random")
+    pruners = ("median", "percentile", "hyperband", "none")
+    if tune.pruner.name not in pruners:
+        raise ConfigError(f"tune.pruner.name: {tune.pruner.name!r} is not one of {list(pruners)}")
+    if not 0 < tune.pruner.percentile <= 100:
+        raise ConfigError(
+            f"tune.pruner.percentile: must be in (0, 100], got {tune.pruner.percentile}"
+        )
+    if tune.transfer:
+        raise ConfigError(
+            "tune.transfer: transfer options (init_from, frozen_blocks, lr_multiplier) are not "
+            "implemented yet; leave the entry null"
+        )
+
+
+def transfer_options(trial: Any, transfer: dict | None) -> None:
+    """Hook for the transfer search (init_from, frozen blocks, lr multiplier) of a later issue:
+    it will return the init bundle and optimiser settings of a trial. Until then the entry
+    must be empty (check_tune refuses anything else) and trials start from scratch."""
+    return None
+
+
+# --- storage, sampler, pruner --------------------------------------------------------------
+
+
+def masked(url: str) -> str:
+    """The storage URL without its password, for messages and tags."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as given, minus credentials
+        return re.sub(r"//[^@/]*@", "//***@", url)
+
+
+def open_storage(url: str, tune: TuneParams):
+    """The RDB storage with heartbeats; any failure becomes one ConfigError naming the URL."""
+    import optuna
+    import sqlalchemy.exc
+
+    if url.startswith("sqlite"):
+        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 120}}
+    elif url.startswith(("postgresql", "mysql")):
+        engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    else:
+        raise ConfigError(
+            f"tune.storage ({STORAGE_ENV}): {masked(url)!r} is not a database URL "
+            "(sqlite:///optuna.db, postgresql://user:password@host:5432/db, mysql://...)"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=tune.heartbeat_s,
+                grace_period=tune.grace_s,
+            )
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise ConfigError(
+            f"tune.storage ({STORAGE_ENV}): cannot open {masked(url)!r}: {reason}"
+        ) from exc
+
+
+def make_sampler(params: SamplerParams):
+    import optuna
+
+    class PerTrialSeedSampler(optuna.samplers.BaseSampler):
+        """A fresh TPE (or random) sampler per trial, seeded with seed + trial number."""
+
+        def __init__(self) -> None:
+            self._inner = self._make(params.seed)
+
+        def _make(self, seed: int):
+            if params.name == "random":
+                return optuna.samplers.RandomSampler(seed=seed)
+            return optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=params.n_startup_trials, constant_liar=True
+            )
+
+        def before_trial(self, study, trial) -> None:
+            self._inner = self._make(params.seed + trial.number)
+            self._inner.before_trial(study, trial)
+
+        def infer_relative_search_space(self, study, trial):
+            return self._inner.infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study, trial, search_space):
+            return self._inner.sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+        def after_trial(self, study, trial, state, values) -> None:
+            self._inner.after_trial(study, trial, state, values)
+
+    return PerTrialSeedSampler()
+
+
+def make_pruner(params: PrunerParams, max_epochs: int):
+    import optuna
+
+    if params.name == "none":
+        return optuna.pruners.NopPruner()
+    if params.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=params.min_resource,
+            max_resource=max_epochs,
+            reduction_factor=params.reduction_factor,
+        )
+    percentile = 50.0 if params.name == "median" else params.percentile
+    return optuna.pruners.PercentilePruner(
+        percentile, n_startup_trials=params.n_startup_trials, n_warmup_steps=params.n_warmup_steps
+    )
+
+
+def open_study(setup: Setup):
+    import optuna
+
+    storage = open_storage(setup.storage_url, setup.tune)
+    return optuna.create_study(
+        study_name=setup.tune.study_name,
+        storage=storage,
+        sampler=make_sampler(setup.tune.sampler),
+        pruner=make_pruner(setup.tune.pruner, setup.tune.max_epochs),
+        direction="minimize",
+        load_if_exists=True,
+    )
+
+
+# --- workers and the trials of dead ones ---------------------------------------------------
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        return "noboot"
+
+
+def worker_id(pid: int | None = None) -> str:
+    return f"{socket.gethostname()}:{_boot_id()}:{pid or os.getpid()}"
+
+
+def is_dead_local(worker: str | None) -> bool:
+    """True only for a process of this host (same boot) that no longer runs."""
+    if not worker or worker.count(":") < 2:
+        return False
+    host_boot, _, pid_text = worker.rpartition(":")
+    if host_boot != worker_id().rpartition(":")[0] or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a zombie has exited too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def fail_dead_trials(study) -> list[int]:
+    """Mark FAIL the RUNNING trials of dead workers (this host now, others by heartbeat)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker")
+        if is_dead_local(worker):
+            try:
+                study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            study._storage.set_trial_user_attr(
+                trial._trial_id, "fail_reason", f"worker {worker} died"
+            )
+            failed.append(trial.number)
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    failed += sorted(after - before)
+    if failed:
+        log.warning("trials %s of dead workers marked FAIL", failed)
+    return failed
+
+
+def counts(study) -> dict[str, int]:
+    from optuna.trial import TrialState
+
+    out = {state.name: 0 for state in TrialState}
+    for trial in study.get_trials(deepcopy=False):
+        out[trial.state.name] += 1
+    return out
+
+
+def stop_when_enough(n_trials: int):
+    """Stop this worker once finished + running trials of the whole study reach n_trials."""
+
+    def callback(study, _trial) -> None:
+        c = counts(study)
+        if c["COMPLETE"] + c["PRUNED"] + c["RUNNING"] >= n_trials:
+            study.stop()
+
+    return callback
+
+
+# --- MLflow: one parent run per study -------------------------------------------------------
+
+
+def configure_mlflow(params: MlflowParams) -> str:
+    """tracking.configure, retried once when another worker creates the experiment first."""
+    try:
+        return configure(params)
+    except Exception as first:  # noqa: BLE001 - MlflowException, or a DB error of the store
+        time.sleep(1.0)
+        try:
+            return configure(params)
+        except Exception as exc:  # noqa: BLE001
+            raise ConfigError(f"MLflow tracking store unusable: {exc}") from first
+
+
+def parent_run_id(setup: Setup) -> str:
+    """The parent run of the study: the oldest run tagged with it; created if none."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    configure_mlflow(setup.mlflow)
+    client = MlflowClient()
+    experiment = mlflow.get_experiment_by_name(setup.mlflow.experiment)
+    name = setup.tune.study_name
+    query = f"tags.optuna_study = '{name}' and tags.deepvs30_role = '{PARENT_ROLE}'"
+
+    def find() -> list:
+        return client.search_runs(
+            [experiment.experiment_id], query, order_by=["attributes.start_time ASC"]
+        )
+
+    runs = find()
+    if runs:
+        return runs[0].info.run_id
+    run = client.create_run(
+        experiment.experiment_id,
+        run_name=f"tune-{name}",
+        tags={"optuna_study": name, "deepvs30_role": PARENT_ROLE,
+              "optuna_storage": masked(setup.storage_url)},
+    )
+    runs = find()
+    chosen = runs[0].info.run_id if runs else run.info.run_id
+    if chosen != run.info.run_id:  # another worker created one first: keep theirs
+        client.delete_run(run.info.run_id)
+        return chosen
+    study_params = flatten("tune", {k: v for k, v in asdict(setup.tune).items() if k != "space"})
+    study_params.update(flatten("tune.space", setup.tune.space))
+    study_params["tune.storage"] = masked(setup.storage_url)
+    client.log_batch(
+        chosen, params=[mlflow.entities.Param(k, str(v)[:6000]) for k, v in study_params.items()]
+    )
+    return chosen
+
+
+# --- one trial -----------------------------------------------------------------------------
+
+
+def make_objective(setup: Setup, worker: str):
+    import mlflow
+    import optuna
+    from mlflow import MlflowClient
+
+    from deepvs30.train import train_and_log
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", worker)
+        chosen = sample(trial, setup.space, setup.base)
+        transfer_options(trial, setup.tune.transfer)
+        trial_dir = setup.study_dir / f"trial_{trial.number:04d}"
+        train = replace(
+            chosen.train,
+            epochs=setup.tune.max_epochs,
+            out=str(trial_dir),
+            checkpoint=str(trial_dir / "checkpoint.pt"),
+        )
+        state: dict[str, Any] = {"run_id": None, "history": [], "t0": time.perf_counter()}
+
+        def on_epoch(epoch: int, row: dict) -> None:
+            if state["run_id"] is None:
+                state["run_id"] = mlflow.active_run().info.run_id
+                trial.set_user_attr("mlflow_run_id", state["run_id"])
+                mlflow.set_tags(_trial_tags(setup, trial.number))
+            state["history"].append(row)
+            trial.report(float(row[OBJECTIVE]), epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(
+                    f"epoch {epoch}: {OBJECTIVE} {row[OBJECTIVE]:.2f} below the pruner's bar"
+                )
+
+        try:
+            result = train_and_log(
+                setup.prepared_dir, chosen.features, chosen.model, train, setup.mlflow,
+                setup.data_dir, trial_dir, run_name=f"{setup.tune.study_name}-trial-"
+                f"{trial.number:04d}", nested=True, on_epoch=on_epoch,
+            )
+        except optuna.TrialPruned:
+            _close_pruned(MlflowClient(), state)
+            raise
+        finally:
+            Path(train.checkpoint).unlink(missing_ok=True)
+        value = float(result.val_metrics[OBJECTIVE])
+        trial.set_user_attr("bundle_dir", str(trial_dir))
+        trial.set_user_attr("epochs_run", len(result.history))
+        client = MlflowClient()
+        client.log_metric(state["run_id"], "epochs_run", len(result.history))
+        client.set_tag(state["run_id"], "optuna_state", "COMPLETE")
+        return value
+
+    return objective
+
+
+def _trial_tags(setup: Setup, number: int) -> dict[str, str]:
+    return {
+        "optuna_study": setup.tune.study_name,
+        "optuna_trial": str(number),
+        "deepvs30_role": TRIAL_ROLE,
+    }
+
+
+def _close_pruned(client, state: dict) -> None:
+    """A pruned child run logs the same summary metrics as a complete one, ends KILLED."""
+    run_id, history = state["run_id"], state["history"]
+    if run_id is None or not history:
+        return
+    best = min(history, key=lambda row: row["val_loss"])
+    metrics = {
+        "best_epoch": best["epoch"],
+        "train_seconds": time.perf_counter() - state["t0"],
+        "epochs_run": len(history),
+        **{f"best_{k}": best[k] for k in ("val_loss", "val_station_mape", "val_station_sigma_ln")},
+    }
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, float(value))
+    client.set_tag(run_id, "optuna_state", "PRUNED")
+    client.set_terminated(run_id, "KILLED")
+
+
+# --- a worker ------------------------------------------------------------------------------
+
+
+def run_worker(setup: Setup) -> dict[str, int]:
+    """Run trials until the study has n_trials finished (or timeout); returns state counts."""
+    import mlflow
+    import optuna
+
+    study = open_study(setup)
+    fail_dead_trials(study)
+    c = counts(study)
+    remaining = setup.tune.n_trials - (c["COMPLETE"] + c["PRUNED"] + c["RUNNING"])
+    if remaining <= 0:
+        log.info("study %s has its %d trials", setup.tune.study_name, setup.tune.n_trials)
+        return counts(study)
+    parent = parent_run_id(setup)
+    worker = worker_id()
+    log.info("worker %s: study %s, up to %d trials", worker, setup.tune.study_name, remaining)
+    with mlflow.start_run(run_id=parent), warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.optimize(
+            make_objective(setup, worker),
+            n_trials=remaining,
+            timeout=setup.tune.timeout_s,
+            catch=TRIAL_ERRORS,
+            callbacks=[stop_when_enough(setup.tune.n_trials)],
+            gc_after_trial=True,
+        )
+    return counts(study)
+
+
+def launch_workers(setup: Setup, n_workers: int, verbose: bool) -> list[int]:
+    """n local worker processes on the study's storage; returns their exit codes."""
+    cmd = [sys.executable, "-m", "deepvs30", "--params", setup.params_path]
+    cmd += ["-v"] if verbose else []
+    cmd += ["tune", "--no-finalize", "--study", setup.tune.study_name,
+            "--n-trials", str(setup.tune.n_trials), "--prepared", setup.prepared_dir]
+    if setup.tune.timeout_s is not None:
+        cmd += ["--timeout-s", str(setup.tune.timeout_s)]
+    env = {**os.environ, STORAGE_ENV: setup.storage_url}
+    procs = []
+    for _ in range(n_workers):
+        procs.append(subprocess.Popen(cmd, env=env))
+        time.sleep(1.0)  # stagger start-up (SQLite schema checks, MLflow experiment)
+    try:
+        return [proc.wait() for proc in procs]
+    except KeyboardInterrupt:
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            proc.wait()
+        raise
+
+
+# --- finalize: test evaluation and registration, once per best trial ----------------------
+
+
+def finalize(setup: Setup, explicit: bool, force: bool = False) -> dict | None:
+    """Evaluate the best trial on the test split and register it, exactly once."""
+    import optuna
+
+    study = open_study(setup)
+    fail_dead_trials(study)
+    running = counts(study)["RUNNING"]
+    if running and not explicit:
+        print(f"{running} trial(s) still running in other workers; the last one finalizes")
+        return None
+    try:
+        best = study.best_trial
+    except ValueError:
+        print(f"study {setup.tune.study_name}: no complete trial yet; nothing to register")
+        return None
+    claim = f"{setup.tune.study_name}.finalize.trial-{best.number}"
+    storage = study._storage
+    try:
+        claim_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], claim)
+    except optuna.exceptions.DuplicatedStudyError:
+        claim_id = storage.get_study_id_from_name(claim)
+        attrs = storage.get_study_user_attrs(claim_id)
+        if "registered" in attrs:
+            print(f"trial {best.number} already registered: {attrs['registered']}")
+            return json.loads(attrs["registered"])
+        owner = attrs.get("worker")
+        if not (force or is_dead_local(owner)):
+            print(f"trial {best.number} is being finalized by {owner}; if that process is "
+                  "gone, run `deepvs30 tune --finalize --force`")
+            return None
+    storage.set_study_user_attr(claim_id, "worker", worker_id())
+    info = _evaluate_and_register(setup, study, best)
+    storage.set_study_user_attr(claim_id, "registered", json.dumps(info))
+    c = counts(study)
+    print(f"study {setup.tune.study_name}: {c['COMPLETE']} complete, {c['PRUNED']} pruned, "
+          f"{c['FAIL']} failed; best trial {best.number} ({OBJECTIVE} {best.value:.2f}%) -> "
+          f"{info['name']} version {info['version']}")
+    return info
+
+
+def _evaluate_and_register(setup: Setup, study, best) -> dict:
+    import mlflow
+
+    from deepvs30.evaluate import evaluate, print_summary, write_outputs
+    from deepvs30.inference import ModelBundle
+    from deepvs30.register import register_model
+
+    bundle_dir = Path(best.user_attrs["bundle_dir"])
+    out_dir = setup.study_dir / "best"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = evaluate(ModelBundle.load(bundle_dir), setup.prepared_dir, setup.base.train, "test")
+    written = write_outputs(result, out_dir, out_dir / "metrics.json")
+    print_summary(result["metrics"])
+    configure_mlflow(setup.mlflow)
+    run_id = best.user_attrs["mlflow_run_id"]
+    test_metrics = {
+        k: float(v) for k, v in flatten("test", result["metrics"]).items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and v == v
+    }
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(test_metrics)
+        for path in written:
+            mlflow.log_artifact(str(path), artifact_path="evaluation")
+    extra = {
+        "optuna_study": setup.tune.study_name,
+        "optuna_trial": str(best.number),
+        f"optuna_{OBJECTIVE}": f"{best.value:.4f}",
+    }
+    info = register_model(bundle_dir, out_dir / "metrics.json", setup.mlflow, extra_tags=extra)
+    (out_dir / "registered.json").write_text(json.dumps(info, indent=1))
+    _log_study_summary(setup, study, best, info)
+    return info
+
+
+def _log_study_summary(setup: Setup, study, best, info: dict) -> None:
+    """Best trial, state counts and the study plots on the parent run."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    parent = parent_run_id(setup)
+    summary = {
+        "number": best.number,
+        "value": best.value,
+        "params": best.params,
+        "mlflow_run_id": best.user_attrs.get("mlflow_run_id"),
+        "registered": info,
+        "counts": counts(study),
+    }
+    out_dir = setup.study_dir / "best"
+    (out_dir / "best_trial.json").write_text(json.dumps(summary, indent=1, default=str))
+    client.log_artifact(parent, str(out_dir / "best_trial.json"))
+    client.log_metric(parent, f"best_{OBJECTIVE}", float(best.value))
+    for state, n in summary["counts"].items():
+        client.log_metric(parent, f"n_{state.lower()}", n)
+    tags = {"best_trial": str(best.number), "registered_version": str(info["version"])}
+    tags.update({f"best.{k}": str(v)[:5000] for k, v in best.params.items()})
+    for key, value in tags.items():
+        client.set_tag(parent, key, value)
+    for path in study_plots(study, out_dir / "plots"):
+        client.log_artifact(parent, str(path), artifact_path="plots")
+    client.set_terminated(parent, "FINISHED")
+
+
+def study_plots(study, out_dir: Path) -> list[Path]:
+    """History, parameter importances and parallel coordinates: HTML (plotly) and PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import optuna.visualization as vis
+    import optuna.visualization.matplotlib as vis_mpl
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in ("plot_optimization_history", "plot_param_importances", "plot_parallel_coordinate"):
+        stem = out_dir / name.removeprefix("plot_")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                getattr(vis, name)(study).write_html(str(stem.with_suffix(".html")))
+                written.append(stem.with_suffix(".html"))
+            except ImportError:
+                log.warning("plotly not installed: no %s.html", stem.name)
+            except Exception as exc:  # noqa: BLE001 - a plot must not lose the study's result
+                log.warning("%s.html not drawn: %s", stem.name, exc)
+            try:
+                axes = np.ravel(getattr(vis_mpl, name)(study))
+                fig = axes[0].figure
+                fig.savefig(stem.with_suffix(".png"), dpi=110, bbox_inches="tight")
+                plt.close(fig)
+                written.append(stem.with_suffix(".png"))
+            except Exception as exc:  # noqa: BLE001
+                log.warning("%s.png not drawn: %s", stem.name, exc)
+    return written
+
+
+# --- the stage -----------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=1, help="local worker processes")
+    parser.add_argument("--n-trials", type=int, help="finished trials of the study (all workers)")
+    parser.add_argument("--timeout-s", type=float, help="stop starting trials after this time")
+    parser.add_argument("--study", help="study name (default: tune.study_name)")
+    parser.add_argument("--prepared", help="prepared folder (default: prepare.out)")
+    parser.add_argument(
+        "--finalize", action="store_true",
+        help="only evaluate the best trial on the test split and register it (once)",
+    )
+    parser.add_argument("--force", action="store_true", help="with --finalize: take over a claim")
+    parser.add_argument(
+        "--no-finalize", action="store_true",
+        help="run trials only (workers started by --workers, or cluster nodes)",
+    )
+
+
+def run(args: argparse.Namespace, params: dict) -> int:
+    setup = load_setup(params, args)
+    if args.workers < 1:
+        raise ConfigError(f"--workers: must be at least 1, got {args.workers}")
+    open_study(setup)  # storage reachable and schema in place before any worker starts
+    configure_mlflow(setup.mlflow)
+    if args.finalize:
+        finalize(setup, explicit=True, force=args.force)
+        return 0
+    _sigterm_as_interrupt()
+    if args.workers == 1:
+        c = run_worker(setup)
+    else:
+        codes = launch_workers(setup, args.workers, log.isEnabledFor(logging.DEBUG))
+        if any(codes):
+            log.warning("worker exit codes: %s", codes)
+        c = counts(open_study(setup))
+    print(f"study {setup.tune.study_name}: " + ", ".join(f"{n} {s.lower()}" for s, n in
+                                                         c.items() if n))
+    if not args.no_finalize:
+        finalize(setup, explicit=False)
+    return 0
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (kill, a batch scheduler) ends the running trial as FAIL, like Ctrl-C."""
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
