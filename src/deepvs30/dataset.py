@@ -148,6 +148,7 @@ def _check_record(metadata: dict, waveform: np.ndarray) -> None:
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
+    src.chmod(0o755)  # mkdtemp makes it private; a dataset folder is shared like any other
     if dst.exists():
         old = dst.with_name(f".{dst.name}.old-{src.name[-8:]}")
         dst.rename(old)
