@@ -189,10 +189,21 @@ def masked(url: str) -> str:
         return re.sub(r"//[^@/]*@", "//***@", url)
 
 
+def with_driver(url: str) -> str:
+    """``postgresql://`` names psycopg 3 in SQLAlchemy 2.1; we ship psycopg2, so say so."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
+
+
 def open_storage(url: str, tune: TuneParams):
     """The RDB storage with heartbeats; any failure becomes one ConfigError naming the URL."""
     import optuna
     import sqlalchemy.exc
+
+    url = with_driver(url)
 
     if url.startswith("sqlite"):
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 120}}
@@ -203,20 +214,31 @@ def open_storage(url: str, tune: TuneParams):
             f"tune.storage ({STORAGE_ENV}): {masked(url)!r} is not a database URL "
             "(sqlite:///optuna.db, postgresql://user:password@host:5432/db, mysql://...)"
         )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=tune.heartbeat_s,
-                grace_period=tune.grace_s,
-            )
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise ConfigError(
-            f"tune.storage ({STORAGE_ENV}): cannot open {masked(url)!r}: {reason}"
-        ) from exc
+    errors = (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError)
+    for attempt in (1, 2):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=tune.heartbeat_s,
+                    grace_period=tune.grace_s,
+                )
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            # workers starting together race to create the schema; the loser retries once
+            if attempt == 2 or url.startswith("sqlite"):
+                raise ConfigError(_storage_message(url, exc)) from exc
+            log.debug("storage not ready (%s); retrying", exc)
+            time.sleep(2.0)
+        except errors as exc:
+            raise ConfigError(_storage_message(url, exc)) from exc
+    raise AssertionError("unreachable")
+
+
+def _storage_message(url: str, exc: Exception) -> str:
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return f"tune.storage ({STORAGE_ENV}): cannot open {masked(url)!r}: {reason}"
 
 
 def make_sampler(params: SamplerParams):
@@ -331,12 +353,12 @@ def fail_dead_trials(study) -> list[int]:
         worker = trial.user_attrs.get("worker")
         if is_dead_local(worker):
             try:
+                study._storage.set_trial_user_attr(
+                    trial._trial_id, "fail_reason", f"worker {worker} died"
+                )
                 study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
-            study._storage.set_trial_user_attr(
-                trial._trial_id, "fail_reason", f"worker {worker} died"
-            )
             failed.append(trial.number)
     before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
     with warnings.catch_warnings():
