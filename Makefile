@@ -62,3 +62,13 @@ lint: $(STAMP) ## ruff
 
 clean: ## remove prepared artefacts, models and reports (keeps data/, mlflow.db and .venv)
 	rm -rf prepared models reports metrics.json
+
+.PHONY: exp-transfer-curve exp-cross-cluster exp-synth-to-real exp-ps-ablation
+exp-transfer-curve: $(STAMP) ## transfer experiment: target-only vs pre-train+fine-tune as target stations shrink
+	python -m deepvs30.experiments transfer_curve $(if $(QUICK),--quick,)
+exp-cross-cluster: $(STAMP) ## transfer experiment: pre-train on other clusters, fine-tune on a held-out one
+	python -m deepvs30.experiments cross_cluster $(if $(QUICK),--quick,)
+exp-synth-to-real: $(STAMP) ## transfer experiment: synthetic pre-training, zero-shot and fine-tuned on real records
+	python -m deepvs30.experiments synth_to_real $(if $(QUICK),--quick,)
+exp-ps-ablation: $(STAMP) ## transfer experiment: with and without the P/S channel, scratch vs pretext pre-training
+	python -m deepvs30.experiments ps_ablation $(if $(QUICK),--quick,)

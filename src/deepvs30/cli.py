@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("deepvs30.validate", "check a dataset with the Great Expectations suite"),
     "prepare": ("deepvs30.prepare", "filter, resample, window and split (station-disjoint)"),
     "train": ("deepvs30.train", "train a model, logged in MLflow"),
+    "pretrain": ("deepvs30.pretrain", "label-free pre-training (S-P time, magnitude, distance)"),
     "evaluate": ("deepvs30.evaluate", "metrics and plots on the station-disjoint test split"),
     "register": ("deepvs30.register", "register the trained model in the MLflow registry"),
     "tune": ("deepvs30.tune", "Optuna search over models, segmentation and transfer"),

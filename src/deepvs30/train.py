@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from deepvs30.metrics import station_predictions, summary_metrics
 from deepvs30.prepare import PrepareParams, load_prepared
 from deepvs30.preprocess import PreprocessParams
 from deepvs30.segment import FeatureParams
+from deepvs30.transfer import TransferParams, apply_transfer, keep_input_statistics
 from deepvs30.windows import Normaliser, WindowDataset, usable_records
 
 log = logging.getLogger(__name__)
@@ -125,8 +126,12 @@ def fit(
     on_epoch: EpochCallback | None = None,
     init: ModelBundle | None = None,
     progress: bool = True,
+    transfer: TransferParams | None = None,
 ) -> TrainResult:
-    """Train one model; returns the bundle of the best validation epoch and the history."""
+    """Train one model; returns the bundle of the best validation epoch and the history.
+
+    Without ``transfer``, ``init`` must have the same architecture (all weights are copied);
+    with it, see :mod:`deepvs30.transfer` (partial loading, freezing, lr groups, warm-up)."""
     t0 = time.perf_counter()
     set_determinism(train.seed, train.num_threads)
     waves, records, summary = load_prepared(prepared_dir)
@@ -141,8 +146,11 @@ def fit(
     normaliser = Normaliser.fit(waves, parts["train"], fs_hz, features)
     preprocess = PreprocessParams(**summary["params"]["preprocess"])
     network = ModelBundle.build_network(model.name, model.hparams, features, fs_hz)
-    if init is not None:
+    plan = apply_transfer(network, init, transfer, train.lr, model.name) if transfer else None
+    if plan is None and init is not None:
         network.load_state_dict(init.network.state_dict())
+    if plan is not None and init is not None and not transfer.refit_normaliser:
+        normaliser = keep_input_statistics(normaliser, init.normaliser)
     bundle = ModelBundle(model.name, dict(model.hparams), features, preprocess, normaliser, network)
 
     generator = torch.Generator().manual_seed(train.seed)
@@ -155,14 +163,21 @@ def fit(
     )
     val_set = WindowDataset(waves, parts["val"], fs_hz, features, normaliser)
     optimiser = torch.optim.AdamW(
-        network.parameters(), lr=train.lr, weight_decay=train.weight_decay
+        plan.param_groups if plan else network.parameters(),
+        lr=train.lr,
+        weight_decay=train.weight_decay,
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(train.epochs, 1))
 
-    key = _config_hash(features, model, train, str(Path(prepared_dir).resolve()), summary["counts"])
+    extra = [transfer] if transfer else []
+    key = _config_hash(
+        features, model, train, str(Path(prepared_dir).resolve()), summary["counts"], *extra
+    )
     state = _resume(train.checkpoint, key, network, optimiser, scheduler, generator)
     history, best = state["history"], state["best"]
     for epoch in range(state["epoch"] + 1, train.epochs + 1):
+        if plan is not None:
+            plan.start_epoch(epoch)  # warm-up: the head alone for transfer.warmup_epochs
         train_loss = _train_epoch(network, optimiser, train_loader, train.loss, progress, epoch)
         scheduler.step()
         val = _evaluate_split(bundle, val_set, parts["val"], train.loss)
@@ -321,7 +336,8 @@ def run(args: argparse.Namespace, params: dict) -> int:
     out_dir = Path(args.out or train.out)
     mlflow_params = section(params, "mlflow", tracking.MlflowParams)
     data_dir = params.get("data", {}).get("path", "data")
-    init = _load_init(args.init_from) if args.init_from else None
+    transfer = _transfer_params(params, args.init_from)
+    init = _load_init(transfer.init_from) if transfer else None
     result = train_and_log(
         prepared_dir,
         features,
@@ -331,13 +347,23 @@ def run(args: argparse.Namespace, params: dict) -> int:
         data_dir,
         out_dir,
         init=init,
-        init_uri=args.init_from,
+        init_uri=transfer.init_from if transfer else None,
+        transfer=transfer,
     )
     print(
         f"trained {model.name}: best epoch {result.best_epoch}, validation station MAPE "
         f"{result.val_metrics['val_station_mape']:.1f}% -> {out_dir}"
     )
     return 0
+
+
+def _transfer_params(params: dict, init_from: str | None) -> TransferParams | None:
+    """The transfer section with --init-from applied; None when no model to start from."""
+    transfer = section(params, "transfer", TransferParams) if "transfer" in params else None
+    transfer = transfer or TransferParams()
+    if init_from:
+        transfer = replace(transfer, init_from=init_from)
+    return transfer if transfer.init_from else None
 
 
 def _load_init(uri: str) -> ModelBundle:
@@ -359,6 +385,7 @@ def train_and_log(
     run_name: str | None = None,
     nested: bool = False,
     on_epoch: EpochCallback | None = None,
+    transfer: TransferParams | None = None,
 ) -> TrainResult:
     """fit() inside an MLflow run: params, per-epoch metrics, the pyfunc model, lineage."""
     import mlflow
@@ -384,13 +411,17 @@ def train_and_log(
         )
         if init_uri:
             mlflow.set_tag("parent_model_uri", init_uri)
+        if transfer is not None:
+            mlflow.log_params(tracking.flatten("transfer", asdict(transfer)))
 
         def log_epoch(epoch: int, row: dict) -> None:
             mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
             if on_epoch is not None:
                 on_epoch(epoch, row)
 
-        result = fit(prepared_dir, features, model, train, on_epoch=log_epoch, init=init)
+        result = fit(
+            prepared_dir, features, model, train, on_epoch=log_epoch, init=init, transfer=transfer
+        )
         result.bundle.save(out_dir)
         pd.DataFrame(result.history).to_csv(out_dir / "history.csv", index=False)
         result.skipped.to_csv(out_dir / "skipped.csv", index=False)

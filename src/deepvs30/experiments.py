@@ -1,0 +1,426 @@
+"""Transfer-learning experiments (issue 6); rerun one with ``python -m deepvs30.experiments NAME``.
+
+- ``transfer_curve``: target-only training vs pre-training on a source region + fine-tuning, as
+  the labelled target stations shrink (10, 25, 50, 100 % via ``train_station_fraction``). Source
+  and target are two synthetic corpora with different seeds and physics (Q, stress drop, kappa
+  scatter, cluster site conditions): "another region".
+- ``cross_cluster``: pre-train on the other regional clusters of one corpus, fine-tune on a few
+  stations of the held-out cluster, test on the rest of it (plus the zero-shot source model).
+- ``synth_to_real``: pre-train on the synthetic corpus; evaluate zero-shot on the real records
+  of ``$DEEPVS30_REALDATA`` and fine-tune station-disjoint (k-fold over stations, out-of-fold
+  predictions for every station); reports spread of predictions and correlation with truth.
+- ``ps_ablation``: with and without the P/S channel, from scratch and after label-free pretext
+  pre-training (S−P time, magnitude, ln distance; no P/S channel while pre-training).
+
+Each writes ``<out>/<name>.csv`` (one row per arm) and ``<out>/<name>.png``, and logs one parent
+MLflow run (experiment ``deepvs30-experiments``) with every training as a nested run (fine-tuned
+runs carry ``parent_model_uri``). Default sizes are for ~10 min on 2 CPU cores; ``--quick`` is
+a seconds-long smoke run. Data and prepared folders are cached under ``<out>/work/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from deepvs30.inference import ModelBundle
+from deepvs30.metrics import summary_metrics
+from deepvs30.prepare import PrepareParams, prepare
+from deepvs30.segment import FeatureParams
+from deepvs30.tracking import MlflowParams
+from deepvs30.train import ModelParams, TrainParams
+from deepvs30.transfer import TransferParams
+
+log = logging.getLogger(__name__)
+
+MLFLOW = MlflowParams(experiment="deepvs30-experiments")
+FRACTIONS = (0.1, 0.25, 0.5, 1.0)
+# "another region": weaker Q, lower stress drop, more kappa scatter, stiffer clusters
+REGION_B = {
+    "q0": 110.0,
+    "q_eta": 0.6,
+    "stress_drop_median_bar": 40.0,
+    "kappa_sigma_ln": 0.5,
+    "vs0_soft_mps": 200.0,
+    "vs0_stiff_mps": 520.0,
+}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Sizes of one experiment run (default or --quick)."""
+
+    out: Path
+    stations: int = 80
+    events: int = 40
+    features: FeatureParams = FeatureParams(window_s=20.0)
+    model: ModelParams = ModelParams(
+        "cnn_lstm", {"conv_channels": 8, "n_conv_blocks": 3, "lstm_hidden": 16}
+    )
+    train: TrainParams = TrainParams(epochs=15, batch_size=32, patience=5, num_threads=2)
+    pretrain_epochs: int = 10
+    folds: int = 3
+    fractions: tuple[float, ...] = FRACTIONS
+
+    @property
+    def work(self) -> Path:
+        return self.out / "work"
+
+
+def make_setup(out: str | Path, quick: bool) -> Setup:
+    setup = Setup(Path(out))
+    if quick:
+        train = replace(setup.train, epochs=2, patience=2)
+        setup = replace(setup, stations=24, events=10, train=train, pretrain_epochs=2, folds=2,
+                        fractions=(0.25, 1.0))  # fmt: skip
+    return setup
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def synth_corpus(setup: Setup, seed: int, physics: dict | None = None) -> Path:
+    """A prepared synthetic corpus (cached by its parameters)."""
+    from deepvs30.synth import SynthParams
+    from deepvs30.synth.generate import generate
+
+    params = replace(
+        SynthParams(),
+        n_stations=setup.stations,
+        n_events=setup.events,
+        seed=seed,
+        **(physics or {}),
+    )
+    key = f"synth_s{setup.stations}_e{setup.events}_seed{seed}{'_b' if physics else ''}"
+    data_dir, prepared_dir = setup.work / "data" / key, setup.work / "prepared" / key
+    if not (data_dir / "metadata.csv").is_file():
+        generate(params, data_dir)
+    return _prepared(data_dir, prepared_dir)
+
+
+def real_corpus(setup: Setup) -> Path:
+    """The labelled real records of $DEEPVS30_REALDATA, ingested and prepared (cached)."""
+    from deepvs30.ingest import IngestParams, ingest_paths
+
+    root = Path(os.environ.get("DEEPVS30_REALDATA", "../shared/realdata")).resolve()
+    meta = root / "metadata" / "earthquake_selection_wheel"
+    data_dir = setup.work / "data" / "real"
+    if not (data_dir / "metadata.csv").is_file():
+        params = IngestParams(
+            afad_station_list=str(meta / "stations.xlsx"),
+            ngaw2_flatfile=str(meta / "NGA-West2_flatfile.csv"),
+        )
+        ingest_paths([root], data_dir, params=params)
+    return _prepared(data_dir, setup.work / "prepared" / "real")
+
+
+def _prepared(data_dir: Path, prepared_dir: Path) -> Path:
+    if not (prepared_dir / "records.csv").is_file():
+        prepare(data_dir, prepared_dir, PrepareParams())
+    return prepared_dir
+
+
+def derive_split(prepared_dir: Path, out_dir: Path, split: Callable[[pd.DataFrame], pd.Series]):
+    """A prepared folder sharing the waveforms of ``prepared_dir`` whose ``split`` column is
+    ``split(records)`` (train/val/test; anything else is unused)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = pd.read_csv(prepared_dir / "records.csv")
+    records["split"] = split(records).to_numpy()
+    records.to_csv(out_dir / "records.csv", index=False)
+    for name in ("prepare.json", "stations.csv"):
+        shutil.copy(prepared_dir / name, out_dir / name)
+    link = out_dir / "waveforms.npy"
+    if not link.exists():
+        link.symlink_to((prepared_dir / "waveforms.npy").resolve())
+    return out_dir
+
+
+def station_split(
+    records: pd.DataFrame, stations: dict[str, list], default: str = "none"
+) -> pd.Series:
+    """Per record, the part whose station list holds its station (else ``default``)."""
+    part = {station: name for name, members in stations.items() for station in members}
+    return records["station"].map(part).fillna(default)
+
+
+# --- one arm --------------------------------------------------------------------------------
+
+
+@dataclass
+class Arm:
+    bundle: ModelBundle
+    model_uri: str | None
+    row: dict
+    stations: pd.DataFrame  # station predictions on the evaluated part
+
+
+def train_arm(
+    setup: Setup,
+    name: str,
+    prepared_dir: Path,
+    features: FeatureParams | None = None,
+    train: TrainParams | None = None,
+    init: Arm | None = None,
+    transfer: TransferParams | None = None,
+) -> Arm:
+    """train_and_log (a nested MLflow run) then evaluate on the test part."""
+    from deepvs30.train import train_and_log
+
+    features = features or setup.features
+    train = train or setup.train
+    out_dir = setup.work / "runs" / name
+    train = replace(train, out=str(out_dir), checkpoint=str(out_dir / "checkpoint.pt"))
+    result = train_and_log(
+        prepared_dir, features, setup.model, train, MLFLOW, str(prepared_dir), out_dir,
+        init=init.bundle if init else None, init_uri=init.model_uri if init else None,
+        run_name=name, nested=True, transfer=transfer if init else None,
+    )  # fmt: skip
+    run_info = json.loads((out_dir / "run.json").read_text())
+    arm = evaluate_arm(name, result.bundle, prepared_dir, train)
+    arm.model_uri = run_info["model_uri"]
+    arm.row.update(best_epoch=result.best_epoch, train_seconds=round(result.seconds, 1))
+    return arm
+
+
+def evaluate_arm(name: str, bundle: ModelBundle, prepared_dir: Path, train: TrainParams) -> Arm:
+    from deepvs30.evaluate import evaluate
+
+    result = evaluate(bundle, prepared_dir, train, "test")
+    m = result["metrics"]
+    row = {
+        "arm": name,
+        "test_stations": m["n_stations"],
+        "station_mape_pct": m["station"]["mape_pct"],
+        "station_pearson_r_ln": m["station"]["pearson_r_ln"],
+        "pred_std_ln": m["station"]["pred_std_ln"],
+        "true_std_ln": m["station"]["true_std_ln"],
+        "median_baseline_mape_pct": m["baseline_median"]["mape_pct"],
+    }
+    return Arm(bundle, None, row, result["tables"]["station_predictions"])
+
+
+def pretext_arm(setup: Setup, name: str, prepared_dir: Path) -> Arm:
+    """Label-free pretext pre-training (nested MLflow run)."""
+    from deepvs30.pretrain import PretrainParams, pretrain_and_log
+
+    params = PretrainParams(
+        epochs=setup.pretrain_epochs, batch_size=setup.train.batch_size, patience=5
+    )
+    out_dir = setup.work / "runs" / name
+    result = pretrain_and_log(
+        prepared_dir, setup.features, setup.model, params, MLFLOW, out_dir, name, nested=True
+    )
+    run_info = json.loads((out_dir / "run.json").read_text())
+    row = {"arm": name, **{k: round(v, 3) for k, v in result.val_metrics.items()}}
+    return Arm(result.bundle, run_info["model_uri"], row, pd.DataFrame())
+
+
+FINE_TUNE = TransferParams(pretrained_lr_mult=0.3, warmup_epochs=1)
+
+
+# --- the experiments -------------------------------------------------------------------------
+
+
+def transfer_curve(setup: Setup) -> pd.DataFrame:
+    source = synth_corpus(setup, seed=1)
+    target = synth_corpus(setup, seed=2, physics=REGION_B)
+    pre = train_arm(setup, "source", source)
+    rows = []
+    for frac in setup.fractions:
+        train = replace(setup.train, train_station_fraction=frac)
+        scratch = train_arm(setup, f"target_only_{frac}", target, train=train)
+        tuned = train_arm(setup, f"finetune_{frac}", target, train=train, init=pre,
+                          transfer=FINE_TUNE)  # fmt: skip
+        rows += [
+            {**scratch.row, "method": "target only", "fraction": frac},
+            {**tuned.row, "method": "pre-train + fine-tune", "fraction": frac},
+        ]
+    zero = evaluate_arm("source_zero_shot", pre.bundle, target, setup.train)
+    rows.append({**zero.row, "method": "source only (zero-shot)", "fraction": 0.0})
+    return pd.DataFrame(rows)
+
+
+def cross_cluster(setup: Setup, n_tune: int = 4, n_val: int = 2) -> pd.DataFrame:
+    prepared_dir = synth_corpus(setup, seed=1)
+    records = pd.read_csv(prepared_dir / "records.csv")
+    held = int(records.loc[records["split_cluster"] == "test", "cluster"].iloc[0])
+    in_held = records["cluster"] == held
+    source = derive_split(
+        prepared_dir, setup.work / "prepared" / "cc_source",
+        lambda r: r["split"].where(r["cluster"] != held, "none").replace("test", "train"),
+    )  # fmt: skip
+    rng = np.random.default_rng(setup.train.seed)
+    held_stations = list(rng.permutation(np.sort(records.loc[in_held, "station"].unique())))
+    parts = {
+        "train": held_stations[:n_tune],
+        "val": held_stations[n_tune : n_tune + n_val],
+        "test": held_stations[n_tune + n_val :],
+    }
+    target = derive_split(
+        prepared_dir, setup.work / "prepared" / "cc_target", lambda r: station_split(r, parts)
+    )
+    pre = train_arm(setup, "other_clusters", source)
+    arms = [
+        evaluate_arm("zero_shot", pre.bundle, target, setup.train),
+        train_arm(setup, "held_cluster_only", target),
+        train_arm(setup, "finetune", target, init=pre, transfer=FINE_TUNE),
+        train_arm(setup, "finetune_freeze_cnn", target, init=pre,
+                  transfer=replace(FINE_TUNE, freeze="cnn")),
+    ]  # fmt: skip
+    return pd.DataFrame([{**a.row, "held_cluster": held, "tune_stations": n_tune} for a in arms])
+
+
+def synth_to_real(setup: Setup) -> pd.DataFrame:
+    source = synth_corpus(setup, seed=1)
+    real = real_corpus(setup)
+    records = pd.read_csv(real / "records.csv")
+    pre = train_arm(setup, "synthetic", source)
+    stations = np.sort(records["station"].unique())
+    folds = np.array_split(np.random.default_rng(0).permutation(stations), setup.folds)
+    oof: dict[str, list[pd.DataFrame]] = {"target_only": [], "finetune": [], "zero_shot": []}
+    for k, test in enumerate(folds):
+        rest = [s for s in stations if s not in set(test)]
+        n_val = max(2, len(rest) // 6)
+        parts = {"test": list(test), "val": rest[:n_val], "train": rest[n_val:]}
+        fold_dir = derive_split(
+            real, setup.work / "prepared" / f"real_fold{k}", lambda r, p=parts: station_split(r, p)
+        )
+        train = replace(setup.train, batch_size=8)
+        oof["target_only"].append(train_arm(setup, f"real_only_fold{k}", fold_dir, train=train)
+                                  .stations)  # fmt: skip
+        oof["finetune"].append(train_arm(setup, f"finetune_fold{k}", fold_dir, train=train,
+                                         init=pre, transfer=FINE_TUNE).stations)  # fmt: skip
+        oof["zero_shot"].append(evaluate_arm("zs", pre.bundle, fold_dir, train).stations)
+    rows = [_oof_row(name, pd.concat(frames)) for name, frames in oof.items()]
+    median = pd.concat(oof["target_only"])
+    rows.append(_oof_row("median_of_train_folds", median, "median_baseline_mps"))
+    return pd.DataFrame(rows)
+
+
+def _oof_row(name: str, stations: pd.DataFrame, column: str = "pred_mps") -> dict:
+    m = summary_metrics(stations["vs30_mps"], stations[column])
+    return {
+        "arm": name,
+        "test_stations": m["n"],
+        "station_mape_pct": m["mape_pct"],
+        "station_pearson_r_ln": m["pearson_r_ln"],
+        "pred_std_ln": m["pred_std_ln"],
+        "true_std_ln": m["true_std_ln"],
+        "bias_ln": m["bias_ln"],
+    }
+
+
+def ps_ablation(setup: Setup) -> pd.DataFrame:
+    target = synth_corpus(setup, seed=2, physics=REGION_B)
+    pre = pretext_arm(setup, "pretext", target)
+    rows = [pre.row]
+    for ps in (False, True):
+        features = replace(setup.features, ps_channel=ps)
+        tag = "ps" if ps else "no_ps"
+        scratch = train_arm(setup, f"scratch_{tag}", target, features=features)
+        tuned = train_arm(setup, f"pretext_finetune_{tag}", target, features=features, init=pre,
+                          transfer=FINE_TUNE)  # fmt: skip
+        rows += [{**scratch.row, "ps_channel": ps}, {**tuned.row, "ps_channel": ps}]
+    return pd.DataFrame(rows)
+
+
+EXPERIMENTS: dict[str, Callable[[Setup], pd.DataFrame]] = {
+    "transfer_curve": transfer_curve,
+    "cross_cluster": cross_cluster,
+    "synth_to_real": synth_to_real,
+    "ps_ablation": ps_ablation,
+}
+
+
+# --- plots and the runner ---------------------------------------------------------------------
+
+
+def plot(name: str, table: pd.DataFrame, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if name == "transfer_curve":
+        for method, group in table[table["fraction"] > 0].groupby("method"):
+            ax.plot(100 * group["fraction"], group["station_mape_pct"], "o-", label=method)
+        zero = table[table["fraction"] == 0]
+        if len(zero):
+            ax.axhline(zero["station_mape_pct"].iloc[0], ls=":", c="gray", label="zero-shot")
+        ax.axhline(table["median_baseline_mape_pct"].iloc[-1], ls="--", c="k",
+                   label="training median (100%)")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("labelled target training stations (%)")
+    else:
+        scored = table.dropna(subset=["station_mape_pct"])
+        ax.bar(scored["arm"], scored["station_mape_pct"], color="tab:blue")
+        for i, (mape, r) in enumerate(
+            zip(scored["station_mape_pct"], scored["station_pearson_r_ln"], strict=True)
+        ):
+            ax.text(i, mape, f"r={r:.2f}", ha="center", va="bottom", fontsize=8)  # fmt: skip
+        ax.tick_params(axis="x", rotation=30)
+    ax.set_ylabel("station test MAPE (%)")
+    ax.set_title(name.replace("_", " "))
+    ax.legend(fontsize=8) if ax.get_legend_handles_labels()[0] else None
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run_experiment(name: str, out: str | Path = "reports/experiments", quick: bool = False):
+    """Run one experiment under a parent MLflow run; returns the results table."""
+    import mlflow
+
+    from deepvs30 import tracking
+
+    setup = make_setup(out, quick)
+    shutil.rmtree(setup.work / "runs", ignore_errors=True)
+    setup.out.mkdir(parents=True, exist_ok=True)
+    tracking.configure(MLFLOW)
+    t0 = time.perf_counter()
+    with mlflow.start_run(run_name=f"exp-{name}{'-quick' if quick else ''}"):
+        mlflow.set_tags({"experiment": name, "quick": str(quick),
+                         "git_commit": tracking.git_commit()})  # fmt: skip
+        sizes = {"stations": setup.stations, "events": setup.events,
+                 "epochs": setup.train.epochs, "window_s": setup.features.window_s}  # fmt: skip
+        mlflow.log_params({**sizes, **{f"model.{k}": v for k, v in setup.model.hparams.items()}})
+        table = EXPERIMENTS[name](setup)
+        table["seconds_total"] = round(time.perf_counter() - t0, 1)
+        csv = setup.out / f"{name}{'_quick' if quick else ''}.csv"
+        table.to_csv(csv, index=False)
+        png = plot(name, table, csv.with_suffix(".png"))
+        for _, row in table.dropna(subset=["station_mape_pct"]).iterrows():
+            label = row["arm"] + (f"_{row['fraction']}" if "fraction" in row else "")
+            mlflow.log_metric(f"mape.{label}", float(row["station_mape_pct"]))
+        mlflow.log_artifact(str(csv))
+        mlflow.log_artifact(str(png))
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deepvs30.experiments", description=__doc__)
+    parser.add_argument("name", choices=sorted(EXPERIMENTS))
+    parser.add_argument("--out", default="reports/experiments")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for tests")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    table = run_experiment(args.name, args.out, args.quick)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.round(3).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
