@@ -128,3 +128,25 @@ def _log_biased_copy(good: Path, out: Path, mlflow_params: MlflowParams, data: P
         json.dumps({"run_id": run.info.run_id, "model_uri": info.model_uri})
     )
     return out
+
+
+_SHARED: dict[Path, TinyModels] = {}
+
+
+def shared_models(tmp_path_factory, data: Path) -> TinyModels:
+    """One set of tiny models per test session (training costs seconds, not nothing)."""
+    if data not in _SHARED:
+        _SHARED[data] = make_models(tmp_path_factory.mktemp("tiny_models"), data)
+    return _SHARED[data]
+
+
+def served_champion(models: TinyModels, name: str = "served") -> str:
+    """``good`` registered (once) under ``name``, where it is the champion; its URI."""
+    import mlflow
+
+    mlflow.set_tracking_uri(models.mlflow.tracking_uri)
+    try:
+        mlflow.MlflowClient().get_model_version_by_alias(name, "champion")
+    except mlflow.exceptions.MlflowException:
+        models.register("good", name)
+    return f"models:/{name}@champion"

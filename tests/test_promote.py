@@ -13,7 +13,7 @@ import pytest
 
 from deepvs30.cli import main
 from deepvs30.promote import PromoteParams, Scores, decide
-from model_fixture import BIAS_LN, TinyModels, make_models
+from model_fixture import BIAS_LN, TinyModels, shared_models
 
 PARAMS = PromoteParams(margin_pct=1.0, max_std_ln_increase=0.0)
 
@@ -61,7 +61,7 @@ def models(tmp_path_factory, tiny_dataset):
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
-        yield make_models(tmp_path_factory.mktemp("promote"), tiny_dataset)
+        yield shared_models(tmp_path_factory, tiny_dataset)
 
 
 @pytest.fixture(autouse=True)

@@ -142,7 +142,7 @@ def input_frame(pairs: list[tuple[dict, np.ndarray]]) -> pd.DataFrame:
 def predict_inputs(bundle, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
     """Per-record predictions for the rows the model accepts; the others with the reason.
     Each row is checked alone, so one bad record does not cost the others their answer."""
-    from deepvs30.pyfunc import InputError, predict_frame, records_from_frame
+    from deepvs30.pyfunc import OUTPUT_COLUMNS, InputError, predict_frame, records_from_frame
 
     good, skipped = [], []
     for i in range(len(frame)):
@@ -154,6 +154,8 @@ def predict_inputs(bundle, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict
             reason = str(exc).removeprefix("row 0: ")
             skipped.append({"record_id": row["record_id"], "station": row["station"],
                             "reason": reason})  # fmt: skip
+    if not good:
+        return pd.DataFrame(columns=list(OUTPUT_COLUMNS)), skipped
     out = predict_frame(bundle, frame.iloc[good].reset_index(drop=True))
     return out, skipped
 
@@ -176,8 +178,11 @@ def predict_paths(
     out = out.merge(meta, left_on="record_id", right_index=True, how="left")
     used = out[out["skipped"] == ""].copy()
     for _, row in out[out["skipped"] != ""].iterrows():
+        reason = row["skipped"]
+        if row["pick_note"] and "P/S" in reason:
+            reason = f"{reason}; picker: {row['pick_note']}"
         skipped.append({"source_file": row["source_file"], "record_id": row["record_id"],
-                        "station": row["station"], "reason": row["skipped"]})  # fmt: skip
+                        "station": row["station"], "reason": reason})  # fmt: skip
     skipped_df = pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS))
     records = used.reindex(columns=list(RECORD_COLUMNS)).reset_index(drop=True)
     return Prediction(records, station_table(records, skipped_df), skipped_df, model)
@@ -192,11 +197,13 @@ def _record_meta(pairs: list[tuple[dict, np.ndarray]]) -> pd.DataFrame:
             "s_status": m.get("trace_s_status", ""),
             "source_format": m.get("trace_source_format", ""),
             "source_file": m.get("trace_source_file", ""),
+            "pick_note": m.get("trace_pick_note", ""),
         }
         for m, _ in pairs
     ]
-    frame = pd.DataFrame(rows, columns=["record_id", "label_vs30_mps", "p_status", "s_status",
-                                        "source_format", "source_file"])  # fmt: skip
+    columns = ["record_id", "label_vs30_mps", "p_status", "s_status", "source_format",
+               "source_file", "pick_note"]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=columns)
     return frame.drop_duplicates("record_id").set_index("record_id")
 
 
