@@ -1,0 +1,1221 @@
+"""``deepvs30 bench``: speed, memory and scaling where users feel them (``make bench``).
+
+Writes ``<out>/results.json`` and ``<out>/results.md``. Shared machines are noisy, so the
+figures are rates and ratios measured side by side in one run: compare numbers of one
+results.json, not across runs or machines. Sections:
+
+- ``ingest``: records/s of K-NET ASCII and AFAD .mat (the real samples replicated in a temporary
+  folder), and of the synthetic generator;
+- ``prepare``: records/s through preprocessing, H/V and the memory map, and the peak memory of
+  the largest scaling size (36,000 records of 60 s by default, the AFAD archive of the method);
+- ``training``: samples/s of our loop (``_train_epoch`` over ``WindowDataset`` on the memory
+  map) against a bare torch loop over the same pre-materialised tensors and the same model;
+- ``inference``: records/s in batch, latency of one record (pyfunc ``predict_frame``,
+  ``deepvs30 predict``);
+- ``tuning``: trials/hour with and without pruning;
+- ``scaling``: prepare and one training epoch at each size, with log-log exponents.
+
+Every measured step runs in its own child process, forked from a server that has already
+imported the libraries (imports are not timed). A step reports ``peak_rss_mb`` (the child's
+VmHWM, reset at the step start; it includes file pages of memory maps the step touched, which
+the kernel can reclaim), ``peak_anon_mb`` (peak anonymous memory, the heap, sampled every
+20 ms: what must stay bounded) and ``base_rss_mb`` (RSS at the step start: interpreter and
+libraries). Large temporary data lives in one temporary folder, removed at the end.
+Sections that need a module not written yet (``deepvs30.tune``, ``deepvs30.predict``) or the
+real samples are skipped with a ``skipped`` note. Nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import logging
+import math
+import multiprocessing
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from deepvs30.config import from_dict, section
+from deepvs30.segment import FeatureParams
+from deepvs30.train import ModelParams, TrainParams
+
+log = logging.getLogger(__name__)
+
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+SECTIONS = ("ingest", "prepare", "training", "inference", "tuning", "scaling")
+# Imported once by the fork server, so that no measured step pays for imports.
+PRELOAD = [
+    "numpy",
+    "scipy.signal",
+    "scipy.io",
+    "pandas",
+    "h5py",
+    "torch",
+    "obspy",
+    "seisbench.data",
+    "deepvs30.ingest",
+    "deepvs30.prepare",
+    "deepvs30.train",
+    "deepvs30.pyfunc",
+    "deepvs30.synth.generate",
+    "deepvs30.bench",
+]
+KNET_SAMPLE = ("knet_strong_motion_web_viewer", "KNG0012408091957")
+AFAD_SAMPLES = "afad_cnnlstm_deepeq"
+
+
+@dataclass(frozen=True)
+class BenchParams:
+    """The ``bench:`` section of params.yaml; ``quick`` overrides any key for ``--quick``."""
+
+    out: str = "bench"
+    tmp_dir: str = ""  # parent of the temporary folder ("" = the system's)
+    knet_records: int = 1000  # replicas of the K-NET sample (3 files each)
+    afad_files: int = 3000  # replicas of the AFAD .mat samples
+    synth_stations: int = 120  # timed generator run, also the base of the replicated datasets
+    synth_events: int = 20
+    record_s: float = 60.0  # length of the generated records
+    scaling_records: list[int] = field(default_factory=lambda: [1000, 5000, 36000])
+    train_samples: int = 1024  # samples per timed training pass (ours and bare torch)
+    train_repeats: int = 3  # passes, ours and bare interleaved batch by batch; median kept
+    inference_records: int = 1024
+    latency_repeats: int = 20
+    tune_records: int = 300  # replicated records prepared for the tiny search
+    tune_trials: int = 4
+    tune_epochs: int = 2
+    quick: dict = field(default_factory=dict)
+
+    def quick_mode(self) -> BenchParams:
+        values = {k: v for k, v in asdict(self).items() if k != "quick"}
+        return from_dict({**values, **self.quick}, BenchParams, "bench.quick")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every section needs: parameters, the temporary folder, the training config."""
+
+    bench: BenchParams
+    tmp: Path
+    features: FeatureParams
+    model: ModelParams
+    train: TrainParams
+    params: dict
+    realdata: Path | None
+
+
+# ---------------------------------------------------------------- measured child processes
+
+
+class _AnonSampler(threading.Thread):
+    """Peak anonymous RSS (kB) of this process, sampled every ``period_s``."""
+
+    def __init__(self, period_s: float = 0.02):
+        super().__init__(daemon=True)
+        self.period_s = period_s
+        self.peak_kb = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.peak_kb = max(self.peak_kb, _status_kb("RssAnon") or 0)
+            self._stop_event.wait(self.period_s)
+
+    def stop(self) -> int:
+        self._stop_event.set()
+        self.join()
+        self.peak_kb = max(self.peak_kb, _status_kb("RssAnon") or 0)
+        return self.peak_kb
+
+
+def _status_kb(key: str) -> int | None:
+    """A ``kB`` field of /proc/self/status (None off Linux)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0), so the peak is this step's."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _measured(fn: Callable[..., dict], kwargs: dict) -> dict:
+    """Run in the child: the step's own result plus its memory figures."""
+    reset = _reset_peak_rss()
+    base_kb = _status_kb("VmRSS")
+    sampler = _AnonSampler()
+    sampler.start()
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = fn(**kwargs)
+    wall_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    anon_kb = sampler.stop()
+    peak_kb = _status_kb("VmHWM")
+    if peak_kb is None or not reset:  # not Linux: the lifetime peak of the child
+        import resource
+
+        scale = 1 if sys.platform == "darwin" else 1024
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale // 1024
+    result["peak_rss_mb"] = round(peak_kb / 1024, 1)
+    result["peak_anon_mb"] = round(anon_kb / 1024, 1) if anon_kb else None
+    result["base_rss_mb"] = round(base_kb / 1024, 1) if base_kb else None
+    result["cpu_use"] = round(cpu_s / wall_s, 2) if wall_s > 0 else None  # CPUs busy on average
+    return result
+
+
+_CONTEXT: Any = None
+
+
+def _context() -> Any:
+    global _CONTEXT
+    if _CONTEXT is None:
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+        _CONTEXT = multiprocessing.get_context(method or "spawn")
+        if method:
+            _CONTEXT.set_forkserver_preload(PRELOAD)
+    return _CONTEXT
+
+
+def in_child(fn: Callable[..., dict], **kwargs: Any) -> dict:
+    """Run ``fn(**kwargs)`` in a fresh child process; its result plus memory figures."""
+    with ProcessPoolExecutor(1, mp_context=_context(), max_tasks_per_child=1) as pool:
+        return pool.submit(_measured, fn, kwargs).result()
+
+
+def _rate(count: float, seconds: float) -> float:
+    return count / seconds if seconds > 0 else math.nan
+
+
+def _threads(n: int) -> int:
+    import torch
+
+    torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
+def _device() -> dict:
+    import torch
+
+    return {"device": "cpu", "cuda_available": bool(torch.cuda.is_available())}
+
+
+# ---------------------------------------------------------------- replicated inputs
+
+
+def replicate_knet(realdata: Path, out_dir: Path, n_records: int) -> int:
+    """``n_records`` copies of the K-NET sample, each with its own stem and record time
+    (otherwise ingest would quarantine them as duplicates). Returns the number of files."""
+    folder, stem = KNET_SAMPLE
+    sources = sorted(p for p in (realdata / folder).glob(f"{stem}.*") if p.suffix != ".md")
+    texts = {p.suffix: p.read_text() for p in sources}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(n_records):
+        for suffix, text in texts.items():
+            (out_dir / f"R{i:06d}{suffix}").write_text(_shift_record_time(text, i))
+    return n_records * len(texts)
+
+
+def _shift_record_time(text: str, minutes: int) -> str:
+    match = re.search(r"^Record Time\s+(\S+ \S+)", text, re.MULTILINE)
+    if match is None:
+        return text
+    when = datetime.strptime(match[1], "%Y/%m/%d %H:%M:%S") + timedelta(minutes=minutes)
+    return text[: match.start(1)] + when.strftime("%Y/%m/%d %H:%M:%S") + text[match.end(1) :]
+
+
+def replicate_afad(realdata: Path, out_dir: Path, n_files: int) -> int:
+    """``n_files`` copies of the AFAD .mat samples, the origin time in the name shifted (the
+    reader takes the time from the name, so every copy is a distinct record)."""
+    sources = sorted((realdata / AFAD_SAMPLES).glob("*.mat"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(n_files):
+        src = sources[i % len(sources)]
+        stamp, station = src.stem.split("_", 1)
+        when = datetime.strptime(stamp, "%Y%m%d%H%M%S") + timedelta(minutes=i // len(sources))
+        shutil.copyfile(src, out_dir / f"{when:%Y%m%d%H%M%S}_{station}.mat")
+    return n_files
+
+
+def replicated_records(base_dir: str | Path, n: int) -> Iterator[tuple[dict, np.ndarray]]:
+    """``n`` canonical records cycling over a base dataset (streamed; names made unique)."""
+    from deepvs30.dataset import CanonicalDataset, record_ids
+
+    with CanonicalDataset(base_dir) as base:
+        names = record_ids(base.metadata).tolist()
+        rows = base.metadata.drop(columns=["trace_name_original"], errors="ignore")
+        rows = rows.to_dict("records")
+        waves = [base.waveform(i).astype(np.float32) for i in range(len(base))]
+    for k in range(n):
+        i = k % len(rows)
+        yield {**rows[i], "trace_name": f"{names[i]}.r{k // len(rows)}"}, waves[i]
+
+
+# ---------------------------------------------------------------- steps (run in children)
+
+
+def step_ingest(inputs: str, out: str, pick: bool) -> dict:
+    from deepvs30.ingest import IngestParams, group_files, ingest_paths, walk
+    from deepvs30.readers import read_group
+    from deepvs30.readers.picking import given_or_picked
+    from deepvs30.readers.stations import StationTable
+
+    files, _, _ = walk([inputs])
+    first = group_files(files[:3])[0][0]  # warm-up: lazy imports and plugin look-ups
+    for record in read_group(first):
+        given_or_picked(record)
+    t0 = time.perf_counter()
+    summary = ingest_paths(
+        [inputs],
+        out,
+        include_unlabelled=True,
+        params=IngestParams(pick=pick),
+        stations=StationTable([]),
+    )
+    seconds = time.perf_counter() - t0
+    return {
+        "records": summary.ingested,
+        "files": summary.input_files,
+        "quarantined": summary.quarantined,
+        "seconds": round(seconds, 2),
+        "records_per_s": _rate(summary.ingested, seconds),
+        "files_per_s": _rate(summary.input_files, seconds),
+    }
+
+
+def step_synth(synth_params: Any, out: str) -> dict:
+    from deepvs30.synth.generate import generate
+
+    summary = generate(synth_params, out)
+    return {
+        "records": summary.n_records,
+        "stations": summary.n_stations,
+        "events": summary.n_events,
+        "seconds": round(summary.elapsed_s, 2),
+        "records_per_s": summary.records_per_s,
+    }
+
+
+def step_build_dataset(base: str, out: str, n: int) -> dict:
+    from deepvs30.dataset import write_dataset
+
+    t0 = time.perf_counter()
+    write_dataset(out, replicated_records(base, n), total=n)
+    seconds = time.perf_counter() - t0
+    return {"records": n, "seconds": round(seconds, 2), "records_per_s": _rate(n, seconds)}
+
+
+def step_prepare(data: str, out: str, prepare_params: Any) -> dict:
+    from deepvs30.prepare import WAVEFORMS, prepare
+
+    t0 = time.perf_counter()
+    summary = prepare(data, out, prepare_params)
+    seconds = time.perf_counter() - t0
+    n = summary["counts"]["records_prepared"]
+    return {
+        "records": n,
+        "seconds": round(seconds, 2),
+        "records_per_s": _rate(n, seconds),
+        "memmap_gb": round((Path(out) / WAVEFORMS).stat().st_size / 1e9, 2),
+    }
+
+
+def _train_set(prepared: str, features: FeatureParams, train: TrainParams, limit: int | None):
+    """WindowDataset of the training split (first ``limit`` records), and the setup time."""
+    from deepvs30.prepare import load_prepared
+    from deepvs30.train import select_split
+    from deepvs30.windows import Normaliser, WindowDataset, usable_records
+
+    t0 = time.perf_counter()
+    waves, records, summary = load_prepared(prepared)
+    fs_hz = float(summary["fs_hz"])
+    records, _ = usable_records(waves, records, fs_hz, features)
+    part = select_split(records, train.split_column, 1.0, train.seed)["train"]
+    part = part.iloc[:limit] if limit else part
+    normaliser = Normaliser.fit(waves, part, fs_hz, features)
+    dataset = WindowDataset(waves, part, fs_hz, features, normaliser)
+    return dataset, fs_hz, time.perf_counter() - t0
+
+
+def _network(model: ModelParams, features: FeatureParams, fs_hz: float, seed: int):
+    import torch
+
+    from deepvs30.inference import ModelBundle
+
+    torch.manual_seed(seed)
+    return ModelBundle.build_network(model.name, model.hparams, features, fs_hz)
+
+
+def _optimiser(network, train: TrainParams):
+    import torch
+
+    return torch.optim.AdamW(network.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+
+
+class _Interleaved:
+    """Our DataLoader, with one bare-torch batch run (and timed apart) before each of our
+    batches: both loops see the same machine load, batch by batch (shared machines drift)."""
+
+    def __init__(self, loader, bare_step: Callable[[int], None]):
+        self.loader = loader
+        self.bare_step = bare_step
+        self.bare_seconds = 0.0
+        self.bare_cpu_seconds = 0.0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for k, batch in enumerate(self.loader):
+            t0, c0 = time.perf_counter(), time.process_time()
+            self.bare_step(k)
+            self.bare_seconds += time.perf_counter() - t0
+            self.bare_cpu_seconds += time.process_time() - c0
+            yield batch
+
+
+def _bare_step(tensors: tuple, dataset, model: ModelParams, train: TrainParams):
+    """One step of a bare torch loop over pre-materialised tensors, batch ``k`` of a seeded
+    permutation: the same model, loss, clipping and optimiser as ours."""
+    import torch
+
+    from deepvs30.train import loss_fn
+
+    x, s, y = tensors
+    network = _network(model, dataset.features, dataset.fs_hz, train.seed)
+    optimiser = _optimiser(network, train)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(train.seed))
+    network.train()
+
+    def step(k: int) -> None:
+        idx = order[k * train.batch_size : (k + 1) * train.batch_size]
+        optimiser.zero_grad(set_to_none=True)
+        out = network(x[idx], s[idx] if s.shape[1] else None)
+        loss = loss_fn(train.loss, out, y[idx])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
+        optimiser.step()
+
+    return step
+
+
+def _epoch_seconds(dataset, model: ModelParams, train: TrainParams, bare=None) -> tuple:
+    """One epoch of our loop (DataLoader over WindowDataset into ``train._train_epoch``, as
+    ``fit`` builds it); with ``bare`` steps interleaved. Returns wall seconds (ours, bare)
+    and CPU seconds of the process (ours, bare): CPU time is less sensitive to other jobs."""
+    import torch
+
+    from deepvs30.train import _train_epoch
+
+    network = _network(model, dataset.features, dataset.fs_hz, train.seed)
+    optimiser = _optimiser(network, train)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=train.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(train.seed),
+    )
+    loader = _Interleaved(loader, bare) if bare is not None else loader
+    t0, c0 = time.perf_counter(), time.process_time()
+    _train_epoch(network, optimiser, loader, train.loss, False, 1)
+    total, cpu = time.perf_counter() - t0, time.process_time() - c0
+    bare_s = loader.bare_seconds if bare is not None else 0.0
+    bare_cpu = loader.bare_cpu_seconds if bare is not None else 0.0
+    return (total - bare_s, bare_s), (cpu - bare_cpu, bare_cpu)
+
+
+def _warm_up(dataset, model: ModelParams, train: TrainParams) -> None:
+    """First calls of a shape are slow (kernel set-up): run each batch shape once."""
+    import torch
+
+    sizes = {min(train.batch_size, len(dataset)), len(dataset) % train.batch_size} - {0}
+    x, s, y = (torch.stack(t) for t in zip(*(dataset[i] for i in range(max(sizes))), strict=True))
+    for size in sizes:
+        _bare_step((x[:size], s[:size], y[:size]), dataset, model, train)(0)
+
+
+def _materialise(dataset) -> tuple[tuple, float]:
+    """All items stacked as tensors, and the mean time of one ``dataset[i]`` (ms)."""
+    import torch
+
+    t0 = time.perf_counter()
+    items = [dataset[i] for i in range(len(dataset))]
+    item_ms = 1000 * (time.perf_counter() - t0) / max(len(items), 1)
+    return tuple(torch.stack(parts) for parts in zip(*items, strict=True)), item_ms
+
+
+def step_training(
+    prepared: str,
+    features: FeatureParams,
+    model: ModelParams,
+    train: TrainParams,
+    samples: int,
+    repeats: int,
+    bundle_out: str,
+    checkpoint: str,
+) -> dict:
+    """Ours vs bare torch, interleaved batch by batch; then fit() for one epoch."""
+    from deepvs30.train import fit
+
+    threads = _threads(train.num_threads)
+    dataset, _, _ = _train_set(prepared, features, train, samples)
+    tensors, item_ms = _materialise(dataset)
+    n = len(dataset)
+    _warm_up(dataset, model, train)
+    ours_s, bare_s, ratios, cpu_ratios = [], [], [], []
+    for _ in range(repeats):
+        bare = _bare_step(tensors, dataset, model, train)
+        (ours, bare_time), (ours_cpu, bare_cpu) = _epoch_seconds(dataset, model, train, bare)
+        ours_s.append(ours)
+        bare_s.append(bare_time)
+        ratios.append(bare_time / ours)
+        cpu_ratios.append(bare_cpu / ours_cpu)
+    bare_rate = _rate(n, statistics.median(bare_s))
+    fit_params = dataclasses.replace(train, epochs=1, checkpoint=checkpoint)
+    result = fit(prepared, features, model, fit_params, progress=False)
+    result.bundle.save(bundle_out)
+    n_fit = _n_train(prepared, features, train)
+    compute_ms = 1000 * statistics.median(bare_s) / n
+    return {
+        **_device(),
+        "torch_num_threads": threads,
+        "batch_size": train.batch_size,
+        "model": model.name,
+        "samples": n,
+        "ours_samples_per_s": _rate(n, statistics.median(ours_s)),
+        "bare_samples_per_s": bare_rate,
+        "ratio": statistics.median(ratios),
+        "ratio_runs": [round(r, 3) for r in ratios],
+        "cpu_time_ratio": statistics.median(cpu_ratios),
+        "cpu_time_ratio_runs": [round(r, 3) for r in cpu_ratios],
+        "window_ms_per_item": round(item_ms, 3),
+        "compute_ms_per_sample": round(compute_ms, 3),
+        "expected_ratio_from_item_cost": compute_ms / (compute_ms + item_ms),
+        "fit_one_epoch_samples": n_fit,
+        "fit_one_epoch_seconds": round(result.seconds, 2),
+        "fit_one_epoch_samples_per_s": _rate(n_fit, result.seconds),
+        "fit_ratio": _rate(n_fit, result.seconds) / bare_rate,
+    }
+
+
+def _n_train(prepared: str, features: FeatureParams, train: TrainParams) -> int:
+    """Training samples of one fit() epoch (usable records of the training split)."""
+    from deepvs30.prepare import load_prepared
+    from deepvs30.train import select_split
+    from deepvs30.windows import usable_records
+
+    waves, records, summary = load_prepared(prepared)
+    records, _ = usable_records(waves, records, float(summary["fs_hz"]), features)
+    return len(select_split(records, train.split_column, 1.0, train.seed)["train"])
+
+
+def step_epoch(
+    prepared: str, features: FeatureParams, model: ModelParams, train: TrainParams
+) -> dict:
+    """One training epoch over the training split, as ``fit`` runs it (setup timed apart)."""
+    threads = _threads(train.num_threads)
+    dataset, _, setup_s = _train_set(prepared, features, train, None)
+    _warm_up(dataset, model, train)
+    (seconds, _), (cpu_s, _) = _epoch_seconds(dataset, model, train)
+    return {
+        "samples": len(dataset),
+        "setup_seconds": round(setup_s, 2),
+        "seconds": round(seconds, 2),
+        "samples_per_s": _rate(len(dataset), seconds),
+        "cpu_seconds": round(cpu_s, 2),
+        "torch_num_threads": threads,
+    }
+
+
+def _raw_records(base: str, n: int) -> list[dict]:
+    """Raw records as ``predict_records`` takes them (waveform in m/s², arrivals in s)."""
+    from deepvs30.dataset import CanonicalDataset
+
+    out = []
+    with CanonicalDataset(base) as data:
+        meta = data.metadata
+        for i in range(min(n, len(data))):
+            fs_hz = float(meta["trace_sampling_rate_hz"].iat[i])
+            out.append(
+                {
+                    "waveform_mps2": data.waveform(i),
+                    "sampling_rate_hz": fs_hz,
+                    "p_arrival_s": float(meta["trace_p_arrival_sample"].iat[i]) / fs_hz,
+                    "s_arrival_s": float(meta["trace_s_arrival_sample"].iat[i]) / fs_hz,
+                }
+            )
+    return out
+
+
+def _frame(record: dict):
+    import pandas as pd
+
+    z, n, e = (record["waveform_mps2"][c].tolist() for c in range(3))
+    return pd.DataFrame(
+        [
+            {
+                "record_id": "bench",
+                "station": "XX.BENCH",
+                "sampling_rate_hz": record["sampling_rate_hz"],
+                "p_arrival_s": record["p_arrival_s"],
+                "s_arrival_s": record["s_arrival_s"],
+                "z": z,
+                "n": n,
+                "e": e,
+            }
+        ]
+    )
+
+
+def _batch_inputs(bundle, prepared: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    from deepvs30.prepare import load_prepared
+    from deepvs30.segment import SkipRecord
+    from deepvs30.windows import window_of
+
+    waves, records, summary = load_prepared(prepared)
+    xs, ss = [], []
+    for _, rec in records.iterrows():
+        if len(xs) == n:
+            break
+        try:
+            x, s = window_of(waves, rec, float(summary["fs_hz"]), bundle.features)
+        except SkipRecord:
+            continue
+        x, s = bundle.normaliser.inputs(x, s)
+        xs.append(x)
+        ss.append(s)
+    return np.stack(xs), np.stack(ss)
+
+
+def step_inference(
+    bundle_dir: str, prepared: str, base: str, n: int, repeats: int, threads: int
+) -> dict:
+    from deepvs30.inference import ModelBundle
+    from deepvs30.pyfunc import predict_frame
+
+    used = _threads(threads)
+    bundle = ModelBundle.load(bundle_dir)
+    x, s = _batch_inputs(bundle, prepared, n)
+    bundle.predict_inputs(x[:8], s[:8])  # warm-up
+    t0 = time.perf_counter()
+    bundle.predict_inputs(x, s)
+    batch_s = time.perf_counter() - t0
+    raw = _raw_records(base, min(n, 256))
+    t0 = time.perf_counter()
+    bundle.predict_records(raw)
+    raw_s = time.perf_counter() - t0
+    frame = _frame(raw[0])
+    t0 = time.perf_counter()
+    predict_frame(bundle, frame)
+    first_ms = 1000 * (time.perf_counter() - t0)
+    latencies = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        predict_frame(bundle, frame)
+        latencies.append(1000 * (time.perf_counter() - t0))
+    return {
+        **_device(),
+        "torch_num_threads": used,
+        "batch_records": len(x),
+        "batch_records_per_s": _rate(len(x), batch_s),
+        "raw_records": len(raw),
+        "raw_records_per_s": _rate(len(raw), raw_s),
+        "pyfunc_latency_ms": statistics.median(latencies),
+        "pyfunc_latency_p90_ms": float(np.percentile(latencies, 90)),
+        "pyfunc_first_call_ms": first_ms,
+        "record_s": raw[0]["waveform_mps2"].shape[1] / raw[0]["sampling_rate_hz"],
+    }
+
+
+# ---------------------------------------------------------------- sections
+
+
+def _skip(reason: str) -> dict:
+    log.info("bench: skipped: %s", reason)
+    return {"skipped": reason}
+
+
+def bench_ingest(setup: Setup) -> dict:
+    """K-NET and AFAD records/s (real samples replicated) and the synthetic generator's."""
+    b, tmp = setup.bench, setup.tmp
+    out: dict[str, Any] = {}
+    if setup.realdata is None:
+        out["knet"] = out["afad_mat"] = _skip("real samples not found (set DEEPVS30_REALDATA)")
+    else:
+        replicate_knet(setup.realdata, tmp / "knet", b.knet_records)
+        out["knet"] = in_child(
+            step_ingest, inputs=str(tmp / "knet"), out=str(tmp / "knet_ds"), pick=True
+        )
+        replicate_afad(setup.realdata, tmp / "afad", b.afad_files)
+        out["afad_mat"] = in_child(
+            step_ingest, inputs=str(tmp / "afad"), out=str(tmp / "afad_ds"), pick=True
+        )
+        for name in ("knet", "knet_ds", "afad", "afad_ds"):
+            shutil.rmtree(tmp / name, ignore_errors=True)
+    out["synth"] = in_child(step_synth, synth_params=_synth_params(setup), out=str(tmp / "base"))
+    return out
+
+
+def _synth_params(setup: Setup) -> Any:
+    from deepvs30.synth.params import SynthParams
+
+    synth = section(setup.params, "synth", SynthParams) if "synth" in setup.params else None
+    b = setup.bench
+    return dataclasses.replace(
+        synth or SynthParams(),
+        n_stations=b.synth_stations,
+        n_events=b.synth_events,
+        min_record_s=b.record_s,
+        max_record_s=b.record_s,
+    )
+
+
+def bench_scaling(setup: Setup) -> dict:
+    """Prepare and one training epoch at each size of replicated 60 s records; exponents.
+    The smallest prepared folder is kept for the training and inference sections."""
+    from deepvs30.prepare import PrepareParams
+
+    prep = section(setup.params, "prepare", PrepareParams)
+    sizes = sorted(setup.bench.scaling_records)
+    builds, prepares, epochs = [], [], []
+    for n in sizes:
+        data, prepared = setup.tmp / f"data_{n}", setup.tmp / f"prepared_{n}"
+        log.info("bench: scaling at %d records", n)
+        builds.append(
+            in_child(step_build_dataset, base=str(setup.tmp / "base"), out=str(data), n=n)
+        )
+        prepares.append(
+            in_child(step_prepare, data=str(data), out=str(prepared), prepare_params=prep)
+        )
+        shutil.rmtree(data, ignore_errors=True)
+        epochs.append(
+            in_child(
+                step_epoch,
+                prepared=str(prepared),
+                features=setup.features,
+                model=setup.model,
+                train=setup.train,
+            )
+        )
+        if n != sizes[0]:
+            shutil.rmtree(prepared, ignore_errors=True)
+    return {
+        "records": sizes,
+        "record_s": setup.bench.record_s,
+        "build_dataset": builds,
+        "prepare": prepares,
+        "epoch": epochs,
+        "exponents": _exponents(sizes, prepares, epochs),
+    }
+
+
+def log_log_slope(xs: list[float], ys: list[float]) -> float:
+    """Exponent b of y ~ x^b (least squares on logs); NaN with fewer than two points."""
+    pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if x and y and x > 0 and y > 0]
+    if len(pairs) < 2:
+        return math.nan
+    lx, ly = np.log(np.array(pairs, dtype=float)).T
+    return float(np.polyfit(lx, ly, 1)[0])
+
+
+def _exponents(sizes: list[int], prepares: list[dict], epochs: list[dict]) -> dict:
+    def slope(steps: list[dict], key: str) -> float:
+        return round(log_log_slope(sizes, [s.get(key) for s in steps]), 3)
+
+    return {
+        "prepare_time": slope(prepares, "seconds"),
+        "prepare_peak_rss": slope(prepares, "peak_rss_mb"),
+        "prepare_peak_anon": slope(prepares, "peak_anon_mb"),
+        "epoch_time": slope(epochs, "seconds"),
+        "epoch_peak_rss": slope(epochs, "peak_rss_mb"),
+        "epoch_peak_anon": slope(epochs, "peak_anon_mb"),
+    }
+
+
+def prepare_section(scaling: dict) -> dict:
+    """Records/s and peak memory of the largest scaling size (where streaming matters)."""
+    largest = scaling["prepare"][-1]
+    return {
+        **largest,
+        "record_s": scaling["record_s"],
+        "records_per_s_by_size": {
+            str(n): round(p["records_per_s"], 2)
+            for n, p in zip(scaling["records"], scaling["prepare"], strict=True)
+        },
+        "peak_anon_exponent": scaling["exponents"]["prepare_peak_anon"],
+    }
+
+
+def bench_training(setup: Setup, prepared: Path) -> dict:
+    return in_child(
+        step_training,
+        prepared=str(prepared),
+        features=setup.features,
+        model=setup.model,
+        train=setup.train,
+        samples=setup.bench.train_samples,
+        repeats=setup.bench.train_repeats,
+        bundle_out=str(setup.tmp / "bundle"),
+        checkpoint=str(setup.tmp / "checkpoint.pt"),
+    )
+
+
+def bench_inference(setup: Setup, prepared: Path) -> dict:
+    out = in_child(
+        step_inference,
+        bundle_dir=str(setup.tmp / "bundle"),
+        prepared=str(prepared),
+        base=str(setup.tmp / "base"),
+        n=setup.bench.inference_records,
+        repeats=setup.bench.latency_repeats,
+        threads=setup.train.num_threads,
+    )
+    out["predict_cli"] = bench_predict_cli(setup)
+    return out
+
+
+def _module_exists(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def _cli(args: list[str], cwd: Path, timeout_s: float) -> tuple[float, subprocess.CompletedProcess]:
+    """Wall time of one ``deepvs30`` command in its own process (start-up included)."""
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "deepvs30", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    return time.perf_counter() - t0, done
+
+
+def _params_path(setup: Setup) -> str:
+    return str(Path(setup.params.get("__path__", "params.yaml")).resolve())
+
+
+def bench_predict_cli(setup: Setup) -> dict:
+    """Wall time of ``deepvs30 predict`` on one real AFAD record: what a user waits for."""
+    if not _module_exists("deepvs30.predict"):
+        return _skip("deepvs30.predict not written yet")
+    if setup.realdata is None:
+        return _skip("real samples not found (set DEEPVS30_REALDATA)")
+    work = setup.tmp / "predict"
+    work.mkdir(parents=True, exist_ok=True)
+    record = work / sorted((setup.realdata / AFAD_SAMPLES).glob("*.mat"))[0].name
+    shutil.copyfile(setup.realdata / AFAD_SAMPLES / record.name, record)
+    args = ["--params", _params_path(setup), "predict", str(record)]
+    args += ["--model", str(setup.tmp / "bundle"), "--out", str(work / "out.csv")]
+    times = []
+    for _ in range(3):
+        seconds, done = _cli(args, work, 300)
+        if done.returncode != 0:
+            return {"error": f"deepvs30 predict failed: {done.stderr.strip()[-400:]}"}
+        times.append(seconds)
+    return {"latency_s": statistics.median(times), "runs_s": [round(t, 2) for t in times]}
+
+
+def bench_tuning(setup: Setup) -> dict:
+    """Trials/hour of a tiny default-like search (the tune space of params.yaml, few trials
+    and epochs, a small prepared set), with the configured pruner and without pruning."""
+    b = setup.bench
+    if not _module_exists("deepvs30.tune"):
+        return _skip("deepvs30.tune not written yet")
+    if "tune" not in setup.params:
+        return _skip("params.yaml has no tune section")
+    if b.tune_trials < 1:
+        return _skip("bench.tune_trials is 0 (quick mode: a trial costs tens of seconds)")
+    from deepvs30.prepare import PrepareParams
+
+    data, prepared = setup.tmp / "tune_data", setup.tmp / "tune_prepared"
+    in_child(step_build_dataset, base=str(setup.tmp / "base"), out=str(data), n=b.tune_records)
+    prep = section(setup.params, "prepare", PrepareParams)
+    in_child(step_prepare, data=str(data), out=str(prepared), prepare_params=prep)
+    out: dict[str, Any] = {"records": b.tune_records, "trials": b.tune_trials}
+    out["with_pruning"] = _tune_run(setup, prepared, prune=True)
+    out["without_pruning"] = _tune_run(setup, prepared, prune=False)
+    rates = [out[k].get("trials_per_hour") for k in ("with_pruning", "without_pruning")]
+    if all(rates):
+        out["pruning_speedup"] = rates[0] / rates[1]
+    return out
+
+
+def _tune_params(setup: Setup, run_dir: Path, prune: bool) -> Path:
+    """params.yaml for one bench search: storage, outputs and MLflow inside ``run_dir``."""
+    b = setup.bench
+    params = {k: v for k, v in setup.params.items() if not k.startswith("__")}
+    tune = dict(params["tune"])
+    pruner = dict(tune.get("pruner") or {})
+    if prune:  # a tiny study: let the pruner act after the first trial and epoch
+        pruner.update(n_startup_trials=1, n_warmup_steps=1, min_resource=1)
+    else:
+        pruner["name"] = "none"
+    tune.update(
+        study_name="bench",
+        n_trials=b.tune_trials,
+        max_epochs=b.tune_epochs,
+        storage=f"sqlite:///{run_dir / 'optuna.db'}",
+        out=str(run_dir / "models"),
+        pruner=pruner,
+    )
+    params["tune"] = tune
+    params["mlflow"] = {
+        **params.get("mlflow", {}),
+        "tracking_uri": f"sqlite:///{run_dir / 'mlflow.db'}",
+        "artifact_root": str(run_dir / "mlruns"),
+    }
+    path = run_dir / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def _tune_run(setup: Setup, prepared: Path, prune: bool) -> dict:
+    run_dir = setup.tmp / f"tune_{'pruned' if prune else 'unpruned'}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    params_path = _tune_params(setup, run_dir, prune)
+    args = ["--params", str(params_path), "tune", "--prepared", str(prepared), "--no-finalize"]
+    seconds, done = _cli(args, run_dir, 1800)
+    if done.returncode != 0:
+        return {"error": f"deepvs30 tune failed: {done.stderr.strip()[-400:]}"}
+    counts = dict(
+        (state, int(n)) for n, state in re.findall(r"(\d+) (complete|pruned|fail)", done.stdout)
+    )
+    finished = counts.get("complete", 0) + counts.get("pruned", 0)
+    return {
+        "seconds": round(seconds, 1),
+        **counts,
+        "trials_per_hour": 3600 * finished / seconds if finished else math.nan,
+    }
+
+
+# ---------------------------------------------------------------- report
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def _row(section_name: str, what: str, value: Any, unit: str, step: dict | None = None) -> str:
+    step = step or {}
+    return (
+        f"| {section_name} | {what} | {_fmt(value)} | {unit} | "
+        f"{_fmt(step.get('peak_rss_mb'))} | {_fmt(step.get('peak_anon_mb'))} | "
+        f"{_fmt(step.get('cpu_use'))} |"
+    )
+
+
+def _skipped_row(section_name: str, what: str, step: dict) -> str:
+    reason = step.get("skipped") or step.get("error", "")
+    return f"| {section_name} | {what} | skipped | {reason} | | | |"
+
+
+def _rate_row(section_name: str, what: str, step: dict, key: str, unit: str) -> str:
+    if "skipped" in step or "error" in step:
+        return _skipped_row(section_name, what, step)
+    return _row(section_name, what, step.get(key), unit, step)
+
+
+def markdown(results: dict) -> str:
+    meta = results["meta"]
+    lines = [
+        f"# deepvs30 bench{' (quick)' if meta['quick'] else ''}",
+        "",
+        f"{meta['started']}, {meta['cpu_count']} CPU, torch {meta['torch']} "
+        f"({meta['torch_num_threads']} threads), device {meta['device']} "
+        f"(CUDA available: {meta['cuda_available']}), commit {meta['git_commit']}, "
+        f"{meta['total_s']:.0f} s, load average {meta['load_average_start']} at the start and "
+        f"{meta['load_average_end']} at the end. Rates and ratios are comparable within this "
+        "run only.",
+        "",
+        "| section | measurement | value | unit | peak RSS MB | peak anon MB | CPU use |",
+        "|---|---|---|---|---|---|---|",
+        *_section_rows(results),
+        "",
+        "Peak RSS: the step's child process (VmHWM), including file pages of the memory maps it "
+        "touched, which the kernel can reclaim. Peak anon: its heap (sampled every 20 ms), what "
+        "must stay bounded. CPU use: CPU seconds per wall second of the step (at most the torch "
+        "threads for training); less means other jobs shared the machine. Exponents: log-log "
+        "slope over the scaling sizes. Details in results.json.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _section_rows(results: dict) -> list[str]:
+    rows: list[str] = []
+    ingest = results.get("ingest", {})
+    for key, label in (("knet", "K-NET ASCII"), ("afad_mat", "AFAD .mat"), ("synth", "generator")):
+        if key in ingest:
+            rows.append(_rate_row("ingest", label, ingest[key], "records_per_s", "records/s"))
+    rows += _prepare_rows(results.get("prepare", {}))
+    rows += _training_rows(results.get("training", {}))
+    rows += _inference_rows(results.get("inference", {}))
+    rows += _tuning_rows(results.get("tuning", {}))
+    rows += _scaling_rows(results.get("scaling", {}))
+    return rows
+
+
+def _prepare_rows(prep: dict) -> list[str]:
+    if "records" not in prep:
+        return [_skipped_row("prepare", "records/s", prep)]
+    what = f"{prep['records']} records of {prep['record_s']:g} s"
+    return [
+        _row("prepare", f"{what}: rate", prep["records_per_s"], "records/s", prep),
+        _row("prepare", f"{what}: memory map on disk", prep["memmap_gb"], "GB"),
+    ]
+
+
+def _rows(section_name: str, step: dict, spec: list[tuple[str, str, str]]) -> list[str]:
+    """Rows (label, key of ``step``, unit); memory is shown on the first row only."""
+    return [
+        _row(section_name, label, step.get(key), unit, step if i == 0 else None)
+        for i, (label, key, unit) in enumerate(spec)
+    ]
+
+
+def _training_rows(tr: dict) -> list[str]:
+    if "ratio" not in tr:
+        return [_skipped_row("training", "samples/s", tr)]
+    ctx = f"{tr['model']}, batch {tr['batch_size']}, {tr['torch_num_threads']} threads"
+    return _rows(
+        "training",
+        tr,
+        [
+            (f"ours: WindowDataset + _train_epoch ({ctx}, {tr['device']})",
+             "ours_samples_per_s", "samples/s"),
+            ("bare torch loop, same tensors and model", "bare_samples_per_s", "samples/s"),
+            ("ratio ours / bare, wall time (target > 0.9)", "ratio", ""),
+            ("ratio ours / bare, CPU time", "cpu_time_ratio", ""),
+            ("window cut + normalise, per item", "window_ms_per_item", "ms"),
+            ("compute (bare), per sample", "compute_ms_per_sample", "ms"),
+            ("fit(), 1 epoch incl. setup, validation, checkpoint",
+             "fit_one_epoch_samples_per_s", "samples/s"),
+            ("ratio fit() / bare", "fit_ratio", ""),
+        ],
+    )  # fmt: skip
+
+
+def _inference_rows(inf: dict) -> list[str]:
+    if "batch_records_per_s" not in inf:
+        return [_skipped_row("inference", "records/s", inf)]
+    rows = _rows(
+        "inference",
+        inf,
+        [
+            (f"batch, predict_inputs ({inf['device']})", "batch_records_per_s", "records/s"),
+            ("raw records, predict_records (preprocessing incl.)", "raw_records_per_s",
+             "records/s"),
+            (f"one {inf['record_s']:g} s record, pyfunc predict_frame (median)",
+             "pyfunc_latency_ms", "ms"),
+        ],
+    )  # fmt: skip
+    cli = inf.get("predict_cli", {})
+    if "latency_s" in cli:
+        label = "one record, `deepvs30 predict` (whole process)"
+        rows.append(_row("inference", label, cli["latency_s"], "s"))
+    else:
+        rows.append(_skipped_row("inference", "one record, `deepvs30 predict`", cli))
+    return rows
+
+
+def _tuning_rows(tune: dict) -> list[str]:
+    if "skipped" in tune or "error" in tune:
+        return [_skipped_row("tuning", "trials/hour", tune)]
+    what = f"{tune['trials']} trials, {tune['records']} records"
+    rows = [
+        _rate_row("tuning", f"{what}, {label.replace('_', ' ')}", tune[label],
+                  "trials_per_hour", "trials/h")
+        for label in ("with_pruning", "without_pruning")
+    ]  # fmt: skip
+    if "pruning_speedup" in tune:
+        rows.append(_row("tuning", "speed-up from pruning", tune["pruning_speedup"], "x"))
+    return rows
+
+
+def _scaling_rows(sc: dict) -> list[str]:
+    if "records" not in sc:
+        return [_skipped_row("scaling", "", sc)]
+    rows = []
+    for n, prep, epoch in zip(sc["records"], sc["prepare"], sc["epoch"], strict=True):
+        rows.append(_row("scaling", f"prepare {n} records", prep["seconds"], "s", prep))
+        label = f"1 epoch, {epoch['samples']} samples"
+        rows.append(_row("scaling", label, epoch["seconds"], "s", epoch))
+    exps = sc["exponents"]
+    for key, label in (
+        ("prepare_time", "exponent prepare time (≈1)"),
+        ("prepare_peak_anon", "exponent prepare peak anon memory (≈0)"),
+        ("prepare_peak_rss", "exponent prepare peak RSS incl. memmap pages"),
+        ("epoch_time", "exponent epoch time (≈1)"),
+        ("epoch_peak_anon", "exponent epoch peak anon memory (≈0)"),
+        ("epoch_peak_rss", "exponent epoch peak RSS incl. memmap pages"),
+    ):
+        rows.append(_row("scaling", label, exps[key], ""))
+    return rows
+
+
+# ---------------------------------------------------------------- run
+
+
+def _meta(quick: bool, threads: int) -> dict:
+    import torch
+
+    return {
+        "quick": quick,
+        "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_num_threads": threads,
+        "device": "cpu",
+        "cuda_available": bool(torch.cuda.is_available()),
+        "git_commit": _git_commit(),
+        "load_average_start": _load_average(),
+        "command": "deepvs30 bench" + (" --quick" if quick else ""),
+    }
+
+
+def _load_average() -> list[float] | None:
+    """1, 5 and 15 min load averages: how busy the shared machine was."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _git_commit() -> str:
+    try:
+        from deepvs30.tracking import git_commit
+
+        return git_commit()
+    except Exception:  # noqa: BLE001 - informational only
+        return "unknown"
+
+
+def _realdata() -> Path | None:
+    from deepvs30.ingest import default_realdata_dir
+
+    path = default_realdata_dir()
+    ok = (path / KNET_SAMPLE[0]).is_dir() and (path / AFAD_SAMPLES).is_dir()
+    return path if ok else None
+
+
+def _guarded(results: dict, name: str, fn: Callable[[], dict], write: Callable[[], None]) -> dict:
+    """Run one section; an exception is recorded (and fails the run), not raised."""
+    t0 = time.perf_counter()
+    log.info("bench: %s", name)
+    try:
+        results[name] = fn()
+    except Exception as exc:  # noqa: BLE001 - one section failing must not hide the others
+        log.exception("bench: section %s failed", name)
+        results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    results[name]["section_seconds"] = round(time.perf_counter() - t0, 1)
+    write()
+    return results[name]
+
+
+def run_bench(setup: Setup, out_dir: Path, quick: bool) -> dict:
+    t0 = time.perf_counter()
+    results: dict[str, Any] = {"meta": _meta(quick, setup.train.num_threads)}
+
+    def write() -> None:
+        results["meta"]["total_s"] = round(time.perf_counter() - t0, 1)
+        results["meta"]["load_average_end"] = _load_average()
+        write_results(results, out_dir)
+
+    _guarded(results, "ingest", lambda: bench_ingest(setup), write)
+    scaling = _guarded(results, "scaling", lambda: bench_scaling(setup), write)
+    prepared = setup.tmp / f"prepared_{min(setup.bench.scaling_records)}"
+    _guarded(results, "prepare", lambda: prepare_section(scaling), write)
+    _guarded(results, "training", lambda: bench_training(setup, prepared), write)
+    _guarded(results, "inference", lambda: bench_inference(setup, prepared), write)
+    _guarded(results, "tuning", lambda: bench_tuning(setup), write)
+    results = {"meta": results["meta"], **{k: results[k] for k in SECTIONS}}
+    write()
+    return results
+
+
+def write_results(results: dict, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / RESULTS_JSON).write_text(json.dumps(results, indent=1, default=_json_default))
+    if all(k in results for k in SECTIONS):
+        (out_dir / RESULTS_MD).write_text(markdown(results))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="CI smoke run (bench.quick sizes)")
+    parser.add_argument("--out", help="results folder (default: bench.out)")
+    parser.add_argument("--tmp-dir", help="parent of the temporary folder (default: bench.tmp_dir)")
+
+
+def load_setup_params(params: dict, quick: bool) -> BenchParams:
+    if "bench" not in params:
+        log.warning("params.yaml has no bench section; using the defaults of BenchParams")
+        bench = BenchParams()
+    else:
+        bench = section(params, "bench", BenchParams)
+    return bench.quick_mode() if quick else bench
+
+
+def run(args: argparse.Namespace, params: dict) -> int:
+    bench = load_setup_params(params, args.quick)
+    out_dir = Path(args.out or bench.out)
+    tmp_parent = args.tmp_dir or bench.tmp_dir or None
+    tmp = Path(tempfile.mkdtemp(prefix="deepvs30-bench-", dir=tmp_parent))
+    try:
+        setup = Setup(
+            bench=bench,
+            tmp=tmp,
+            features=section(params, "features", FeatureParams),
+            model=section(params, "model", ModelParams),
+            train=section(params, "train", TrainParams),
+            params=params,
+            realdata=_realdata(),
+        )
+        results = run_bench(setup, out_dir, args.quick)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print((out_dir / RESULTS_MD).read_text())
+    failed = [k for k in SECTIONS if "error" in results[k]]
+    if failed:
+        print(f"deepvs30 bench: section(s) failed: {failed}", file=sys.stderr)
+    return 1 if failed else 0

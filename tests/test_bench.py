@@ -1,0 +1,93 @@
+"""`deepvs30 bench --quick` (the CI smoke run): every section is there, with finite positive
+rates or an explicit skip note. No timing thresholds: timings belong to bench/results.json."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from deepvs30 import bench
+from deepvs30.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _keys(node: object) -> set[str]:
+    if isinstance(node, dict):
+        return set(node).union(*(_keys(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_keys(v) for v in node))
+    return set()
+
+
+def _measurements(node: object, path: str = "") -> list[tuple[str, object]]:
+    """(path, value) of every rate, ratio and latency in the results tree."""
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = f"{path}.{key}"
+            rate_like = key.endswith(("_per_s", "_per_hour", "_ms", "ratio")) or key in (
+                "seconds",
+                "latency_s",
+            )
+            if rate_like and not isinstance(value, dict | list):
+                found.append((where, value))
+            found += _measurements(value, where)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _measurements(value, f"{path}[{i}]")
+    return found
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("bench")
+    code = main(
+        ["--params", str(REPO / "params.yaml"), "bench", "--quick", "--out", str(out),
+         "--tmp-dir", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    assert (out / bench.RESULTS_MD).is_file()
+    assert not list(out.glob("deepvs30-bench-*")), "temporary folder left behind"
+    return json.loads((out / bench.RESULTS_JSON).read_text())
+
+
+def test_every_section_measured_or_skipped_with_a_note(quick_results):
+    assert quick_results["meta"]["quick"] is True
+    for name in bench.SECTIONS:
+        section = quick_results[name]
+        assert "error" not in _keys(section), (name, section)
+        assert "skipped" in section or _measurements(section), name
+
+
+def test_rates_are_finite_and_positive(quick_results):
+    values = _measurements({k: quick_results[k] for k in bench.SECTIONS})
+    assert values
+    for where, value in values:
+        assert isinstance(value, int | float), where
+        assert math.isfinite(value) and value > 0, (where, value)
+
+
+def test_memory_and_threads_reported(quick_results):
+    for step in quick_results["scaling"]["prepare"] + quick_results["scaling"]["epoch"]:
+        assert step["peak_rss_mb"] > 0
+    training = quick_results["training"]
+    assert training["torch_num_threads"] >= 1
+    assert training["device"] in ("cpu", "cuda")
+    assert set(quick_results["scaling"]["exponents"]) >= {"prepare_time", "epoch_time"}
+
+
+def test_log_log_slope():
+    assert bench.log_log_slope([1, 10, 100], [3, 30, 300]) == pytest.approx(1.0)
+    assert bench.log_log_slope([1, 10, 100], [5, 5, 5]) == pytest.approx(0.0, abs=1e-12)
+    assert math.isnan(bench.log_log_slope([1], [1]))
+
+
+def test_quick_overrides_are_checked():
+    params = bench.BenchParams(quick={"knet_records": 3})
+    assert params.quick_mode().knet_records == 3
+    with pytest.raises(Exception, match="unknown key"):
+        bench.BenchParams(quick={"no_such_key": 1}).quick_mode()
