@@ -84,6 +84,21 @@ KNET_SAMPLE = ("knet_strong_motion_web_viewer", "KNG0012408091957")
 AFAD_SAMPLES = "afad_cnnlstm_deepeq"
 
 
+# --quick (CI smoke run, about a minute on a quiet machine); params.yaml bench.quick overrides.
+QUICK = {
+    "knet_records": 8,
+    "afad_files": 24,
+    "synth_stations": 40,
+    "synth_events": 6,
+    "scaling_records": [60, 180],
+    "train_samples": 64,
+    "train_repeats": 1,
+    "inference_records": 64,
+    "latency_repeats": 3,
+    "tune_trials": 0,
+}
+
+
 @dataclass(frozen=True)
 class BenchParams:
     """The ``bench:`` section of params.yaml; ``quick`` overrides any key for ``--quick``."""
@@ -103,7 +118,7 @@ class BenchParams:
     tune_records: int = 300  # replicated records prepared for the tiny search
     tune_trials: int = 4
     tune_epochs: int = 2
-    quick: dict = field(default_factory=dict)
+    quick: dict = field(default_factory=lambda: dict(QUICK))
 
     def quick_mode(self) -> BenchParams:
         values = {k: v for k, v in asdict(self).items() if k != "quick"}
@@ -282,33 +297,44 @@ def replicated_records(base_dir: str | Path, n: int) -> Iterator[tuple[dict, np.
 # ---------------------------------------------------------------- steps (run in children)
 
 
-def step_ingest(inputs: str, out: str, pick: bool) -> dict:
-    from deepvs30.ingest import IngestParams, group_files, ingest_paths, walk
+def step_ingest(inputs: str, out: str, ingest_params: Any) -> dict:
+    """``ingest_paths`` over the replicas, with the station tables of params.yaml (loaded
+    before the clock starts) and P/S picking as configured."""
+    from deepvs30.ingest import build_station_table, group_files, ingest_paths, walk
     from deepvs30.readers import read_group
     from deepvs30.readers.picking import given_or_picked
-    from deepvs30.readers.stations import StationTable
 
+    stations = build_station_table(ingest_params)
     files, _, _ = walk([inputs])
     first = group_files(files[:3])[0][0]  # warm-up: lazy imports and plugin look-ups
     for record in read_group(first):
         given_or_picked(record)
     t0 = time.perf_counter()
-    summary = ingest_paths(
-        [inputs],
-        out,
-        include_unlabelled=True,
-        params=IngestParams(pick=pick),
-        stations=StationTable([]),
-    )
+    summary = ingest_paths([inputs], out, params=ingest_params, stations=stations)
     seconds = time.perf_counter() - t0
     return {
-        "records": summary.ingested,
-        "files": summary.input_files,
+        "records": summary.input_items,
+        "ingested": summary.ingested,
         "quarantined": summary.quarantined,
+        "files": summary.input_files,
         "seconds": round(seconds, 2),
-        "records_per_s": _rate(summary.ingested, seconds),
+        "records_per_s": _rate(summary.input_items, seconds),
         "files_per_s": _rate(summary.input_files, seconds),
     }
+
+
+def _ingest_params(setup: Setup) -> Any:
+    """The ingest section, station tables that are not there switched off."""
+    from deepvs30.ingest import IngestParams
+
+    ingest = section(setup.params, "ingest", IngestParams) if "ingest" in setup.params else None
+    ingest = ingest or IngestParams()
+    missing = {
+        key: ""
+        for key in ("afad_station_list", "ngaw2_flatfile")
+        if getattr(ingest, key) and not Path(getattr(ingest, key)).is_file()
+    }
+    return dataclasses.replace(ingest, **missing)
 
 
 def step_synth(synth_params: Any, out: str) -> dict:
@@ -667,20 +693,22 @@ def bench_ingest(setup: Setup) -> dict:
     """K-NET and AFAD records/s (real samples replicated) and the synthetic generator's."""
     b, tmp = setup.bench, setup.tmp
     out: dict[str, Any] = {}
+    # the generator first: its records are the base of every later dataset
+    out["synth"] = in_child(step_synth, synth_params=_synth_params(setup), out=str(tmp / "base"))
     if setup.realdata is None:
         out["knet"] = out["afad_mat"] = _skip("real samples not found (set DEEPVS30_REALDATA)")
     else:
         replicate_knet(setup.realdata, tmp / "knet", b.knet_records)
+        ingest = _ingest_params(setup)
         out["knet"] = in_child(
-            step_ingest, inputs=str(tmp / "knet"), out=str(tmp / "knet_ds"), pick=True
+            step_ingest, inputs=str(tmp / "knet"), out=str(tmp / "knet_ds"), ingest_params=ingest
         )
         replicate_afad(setup.realdata, tmp / "afad", b.afad_files)
         out["afad_mat"] = in_child(
-            step_ingest, inputs=str(tmp / "afad"), out=str(tmp / "afad_ds"), pick=True
+            step_ingest, inputs=str(tmp / "afad"), out=str(tmp / "afad_ds"), ingest_params=ingest
         )
         for name in ("knet", "knet_ds", "afad", "afad_ds"):
             shutil.rmtree(tmp / name, ignore_errors=True)
-    out["synth"] = in_child(step_synth, synth_params=_synth_params(setup), out=str(tmp / "base"))
     return out
 
 
@@ -698,42 +726,48 @@ def _synth_params(setup: Setup) -> Any:
     )
 
 
-def bench_scaling(setup: Setup) -> dict:
-    """Prepare and one training epoch at each size of replicated 60 s records; exponents.
-    The smallest prepared folder is kept for the training and inference sections."""
+def _scale_one(setup: Setup, prep: Any, n: int, keep: bool) -> dict:
+    """Build ``n`` replicated records, prepare them, train one epoch: three child steps."""
+    data, prepared = setup.tmp / f"data_{n}", setup.tmp / f"prepared_{n}"
+    log.info("bench: scaling at %d records", n)
+    base = str(setup.tmp / "base")
+    build = in_child(step_build_dataset, base=base, out=str(data), n=n)
+    prepare = in_child(step_prepare, data=str(data), out=str(prepared), prepare_params=prep)
+    shutil.rmtree(data, ignore_errors=True)
+    epoch = in_child(
+        step_epoch,
+        prepared=str(prepared),
+        features=setup.features,
+        model=setup.model,
+        train=setup.train,
+    )
+    if not keep:
+        shutil.rmtree(prepared, ignore_errors=True)
+    return {"records": n, "build_dataset": build, "prepare": prepare, "epoch": epoch}
+
+
+def bench_scaling(setup: Setup, sizes: list[int], done: dict[int, dict]) -> dict:
+    """Prepare and one training epoch at each size not in ``done`` (filled in place); the
+    exponents over all of ``done``. The smallest prepared folder is kept for the training,
+    inference and tuning sections."""
     from deepvs30.prepare import PrepareParams
 
     prep = section(setup.params, "prepare", PrepareParams)
-    sizes = sorted(setup.bench.scaling_records)
-    builds, prepares, epochs = [], [], []
-    for n in sizes:
-        data, prepared = setup.tmp / f"data_{n}", setup.tmp / f"prepared_{n}"
-        log.info("bench: scaling at %d records", n)
-        builds.append(
-            in_child(step_build_dataset, base=str(setup.tmp / "base"), out=str(data), n=n)
-        )
-        prepares.append(
-            in_child(step_prepare, data=str(data), out=str(prepared), prepare_params=prep)
-        )
-        shutil.rmtree(data, ignore_errors=True)
-        epochs.append(
-            in_child(
-                step_epoch,
-                prepared=str(prepared),
-                features=setup.features,
-                model=setup.model,
-                train=setup.train,
-            )
-        )
-        if n != sizes[0]:
-            shutil.rmtree(prepared, ignore_errors=True)
+    smallest = min(setup.bench.scaling_records)
+    for n in sorted(sizes):
+        if n not in done:
+            done[n] = _scale_one(setup, prep, n, keep=n == smallest)
+    measured = [done[n] for n in sorted(done)]
+    records = [m["records"] for m in measured]
+    prepares = [m["prepare"] for m in measured]
+    epochs = [m["epoch"] for m in measured]
     return {
-        "records": sizes,
+        "records": records,
         "record_s": setup.bench.record_s,
-        "build_dataset": builds,
+        "build_dataset": [m["build_dataset"] for m in measured],
         "prepare": prepares,
         "epoch": epochs,
-        "exponents": _exponents(sizes, prepares, epochs),
+        "exponents": _exponents(records, prepares, epochs),
     }
 
 
@@ -1156,13 +1190,17 @@ def run_bench(setup: Setup, out_dir: Path, quick: bool) -> dict:
         results["meta"]["load_average_end"] = _load_average()
         write_results(results, out_dir)
 
+    sizes = sorted(setup.bench.scaling_records)
+    done: dict[int, dict] = {}
+    prepared = setup.tmp / f"prepared_{sizes[0]}"
     _guarded(results, "ingest", lambda: bench_ingest(setup), write)
-    scaling = _guarded(results, "scaling", lambda: bench_scaling(setup), write)
-    prepared = setup.tmp / f"prepared_{min(setup.bench.scaling_records)}"
-    _guarded(results, "prepare", lambda: prepare_section(scaling), write)
+    # the smallest size first: training, inference and tuning use it; the long sizes last
+    _guarded(results, "scaling", lambda: bench_scaling(setup, sizes[:1], done), write)
     _guarded(results, "training", lambda: bench_training(setup, prepared), write)
     _guarded(results, "inference", lambda: bench_inference(setup, prepared), write)
     _guarded(results, "tuning", lambda: bench_tuning(setup), write)
+    scaling = _guarded(results, "scaling", lambda: bench_scaling(setup, sizes, done), write)
+    _guarded(results, "prepare", lambda: prepare_section(scaling), write)
     results = {"meta": results["meta"], **{k: results[k] for k in SECTIONS}}
     write()
     return results
