@@ -139,10 +139,16 @@ def build_station_table(
     if stations_csv:
         tables.append(load_station_csv(stations_csv))
     if params.afad_station_list:
-        tables.append(load_afad_station_list(params.afad_station_list))
+        tables.append(load_afad_station_list(_expand(params.afad_station_list)))
     if params.ngaw2_flatfile:
-        tables.append(load_ngaw2_japan(params.ngaw2_flatfile))
+        tables.append(load_ngaw2_japan(_expand(params.ngaw2_flatfile)))
     return StationTable(tables)
+
+
+def _expand(path: str) -> str:
+    """Station-table paths may name ${DEEPVS30_REALDATA} (default ../shared/realdata)."""
+    os.environ.setdefault("DEEPVS30_REALDATA", str(default_realdata_dir()))
+    return os.path.expandvars(path)
 
 
 def join_station(record: RawRecord, stations: StationTable | None) -> RawRecord:
@@ -298,6 +304,7 @@ def ingest_paths(
             accepted.append((meta, waveform))
             summary.ingested += 1
             summary.ingested_by_format[record.source_format] += 1
+    accepted = _drop_conflicting_labels(accepted, summary, quarantine)
     _make_names_unique(accepted)
     if accepted:
         write_dataset(out_dir, accepted, total=len(accepted))
@@ -310,6 +317,33 @@ def ingest_paths(
             f"(see {out_dir / QUARANTINE_FILE})"
         )
     return summary
+
+
+def _drop_conflicting_labels(
+    accepted: list[tuple[dict, np.ndarray]], summary: IngestSummary, quarantine
+) -> list[tuple[dict, np.ndarray]]:
+    """Vs30 is one value per station: records of a station whose sources disagree (e.g. the
+    .mat file says 466 m/s, the AFAD station list 1024 m/s) are quarantined, not guessed."""
+    labels: dict[str, set[float]] = {}
+    for meta, _ in accepted:
+        key = f"{meta['station_network_code']}.{meta['station_code']}"
+        vs30 = meta["station_vs30_mps"]
+        if vs30 is not None and vs30 == vs30:  # NaN-safe: blank labels do not conflict
+            labels.setdefault(key, set()).add(round(float(vs30), 1))
+    conflicting = {k: v for k, v in labels.items() if len(v) > 1}
+    kept = []
+    for meta, waveform in accepted:
+        key = f"{meta['station_network_code']}.{meta['station_code']}"
+        if key not in conflicting:
+            kept.append((meta, waveform))
+            continue
+        values = ", ".join(f"{v:g}" for v in sorted(conflicting[key]))
+        quarantine(meta["trace_source_file"],
+                   f"station {key} has conflicting Vs30 labels ({values} m/s); "
+                   "give the right one with --stations")
+        summary.ingested -= 1
+        summary.ingested_by_format[meta["trace_source_format"]] -= 1
+    return kept
 
 
 def _read_or_quarantine(group: FileGroup, summary: IngestSummary, quarantine) -> list[RawRecord]:
