@@ -77,13 +77,16 @@ class Setup:
         return self.out / "work"
 
 
-def make_setup(out: str | Path, quick: bool) -> Setup:
+def make_setup(out: str | Path, quick: bool, **sizes: int) -> Setup:
+    """Default (or --quick) sizes; ``sizes`` may override stations, events and epochs."""
     setup = Setup(Path(out))
     if quick:
         train = replace(setup.train, epochs=2, patience=2)
         setup = replace(setup, stations=24, events=10, train=train, pretrain_epochs=2, folds=2,
                         fractions=(0.25, 1.0))  # fmt: skip
-    return setup
+    if sizes.get("epochs"):
+        setup = replace(setup, train=replace(setup.train, epochs=sizes["epochs"]))
+    return replace(setup, **{k: sizes[k] for k in ("stations", "events") if sizes.get(k)})
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -172,8 +175,9 @@ def train_arm(
     train: TrainParams | None = None,
     init: Arm | None = None,
     transfer: TransferParams | None = None,
+    score: bool = True,
 ) -> Arm:
-    """train_and_log (a nested MLflow run) then evaluate on the test part."""
+    """train_and_log (a nested MLflow run) then, if ``score``, evaluate on the test part."""
     from deepvs30.train import train_and_log
 
     features = features or setup.features
@@ -186,7 +190,10 @@ def train_arm(
         run_name=name, nested=True, transfer=transfer if init else None,
     )  # fmt: skip
     run_info = json.loads((out_dir / "run.json").read_text())
-    arm = evaluate_arm(name, result.bundle, prepared_dir, train)
+    if score:
+        arm = evaluate_arm(name, result.bundle, prepared_dir, train)
+    else:
+        arm = Arm(result.bundle, None, {"arm": name}, pd.DataFrame())
     arm.model_uri = run_info["model_uri"]
     arm.row.update(best_epoch=result.best_epoch, train_seconds=round(result.seconds, 1))
     return arm
@@ -250,7 +257,7 @@ def transfer_curve(setup: Setup) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def cross_cluster(setup: Setup, n_tune: int = 4, n_val: int = 2) -> pd.DataFrame:
+def cross_cluster(setup: Setup, tune_fraction: float = 0.3) -> pd.DataFrame:
     prepared_dir = synth_corpus(setup, seed=1)
     records = pd.read_csv(prepared_dir / "records.csv")
     held = int(records.loc[records["split_cluster"] == "test", "cluster"].iloc[0])
@@ -261,6 +268,8 @@ def cross_cluster(setup: Setup, n_tune: int = 4, n_val: int = 2) -> pd.DataFrame
     )  # fmt: skip
     rng = np.random.default_rng(setup.train.seed)
     held_stations = list(rng.permutation(np.sort(records.loc[in_held, "station"].unique())))
+    n_tune = max(1, round(tune_fraction * len(held_stations)))
+    n_val = max(1, round(0.15 * len(held_stations)))
     parts = {
         "train": held_stations[:n_tune],
         "val": held_stations[n_tune : n_tune + n_val],
@@ -269,7 +278,7 @@ def cross_cluster(setup: Setup, n_tune: int = 4, n_val: int = 2) -> pd.DataFrame
     target = derive_split(
         prepared_dir, setup.work / "prepared" / "cc_target", lambda r: station_split(r, parts)
     )
-    pre = train_arm(setup, "other_clusters", source)
+    pre = train_arm(setup, "other_clusters", source, score=False)  # its test part is empty
     arms = [
         evaluate_arm("zero_shot", pre.bundle, target, setup.train),
         train_arm(setup, "held_cluster_only", target),
@@ -379,13 +388,15 @@ def plot(name: str, table: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def run_experiment(name: str, out: str | Path = "reports/experiments", quick: bool = False):
+def run_experiment(
+    name: str, out: str | Path = "reports/experiments", quick: bool = False, **sizes: int
+):
     """Run one experiment under a parent MLflow run; returns the results table."""
     import mlflow
 
     from deepvs30 import tracking
 
-    setup = make_setup(out, quick)
+    setup = make_setup(out, quick, **sizes)
     shutil.rmtree(setup.work / "runs", ignore_errors=True)
     setup.out.mkdir(parents=True, exist_ok=True)
     tracking.configure(MLFLOW)
@@ -414,9 +425,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", choices=sorted(EXPERIMENTS))
     parser.add_argument("--out", default="reports/experiments")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for tests")
+    for size in ("stations", "events", "epochs"):
+        parser.add_argument(f"--{size}", type=int, help=f"override the default {size}")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    table = run_experiment(args.name, args.out, args.quick)
+    sizes = {k: getattr(args, k) for k in ("stations", "events", "epochs")}
+    table = run_experiment(args.name, args.out, args.quick, **sizes)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.round(3).to_string(index=False))
     return 0
