@@ -104,6 +104,9 @@ def test_registered_model_reproduces_logged_metrics(project, monkeypatch):
     frame = preds.assign(ln_pred=out["ln_vs30"].to_numpy(), sigma_ln=out["sigma_ln"].to_numpy())
     stations = station_predictions(frame)
     again = summary_metrics(stations["vs30_mps"], np.exp(stations["ln_pred"]))
-    logged = mlflow.get_run(registered["run_id"]).data.metrics
+    run = mlflow.get_run(registered["run_id"])
+    logged = run.data.metrics
+    assert [d.dataset.name.split("@")[0] for d in run.inputs.dataset_inputs] == ["data"]
+    assert run.data.tags["data_version"].startswith(("dvc:", "sha256:"))
     assert again["mape_pct"] == pytest.approx(logged["test.station.mape_pct"], rel=1e-9)
     assert again["std_ln"] == pytest.approx(logged["test.station.std_ln"], rel=1e-9)

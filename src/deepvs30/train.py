@@ -411,6 +411,7 @@ def train_and_log(
         )
         if init_uri:
             mlflow.set_tag("parent_model_uri", init_uri)
+        _log_dataset(prepared_dir, data_dir)
         if transfer is not None:
             mlflow.log_params(tracking.flatten("transfer", asdict(transfer)))
 
@@ -442,3 +443,21 @@ def train_and_log(
         }
         (out_dir / "run.json").write_text(json.dumps(run_info, indent=1))
     return result
+
+
+def _log_dataset(prepared_dir: str | Path, data_dir: str | Path) -> None:
+    """The prepared records (with their split labels) as the run's MLflow dataset input, and
+    the preparation summary (counts, parameters) as an artifact."""
+    import mlflow
+
+    from deepvs30 import tracking
+
+    prepared_dir = Path(prepared_dir)
+    records = pd.read_csv(prepared_dir / "records.csv")
+    dataset = mlflow.data.from_pandas(
+        records, source=str(Path(data_dir).resolve()),
+        name=f"{Path(data_dir).name}@{tracking.data_version(data_dir)}",
+    )
+    mlflow.log_input(dataset, context="training")
+    mlflow.log_artifact(str(prepared_dir / "prepare.json"))
+    mlflow.log_artifact(str(prepared_dir / "stations.csv"))
