@@ -300,10 +300,11 @@ def replicated_records(base_dir: str | Path, n: int) -> Iterator[tuple[dict, np.
 def step_ingest(inputs: str, out: str, ingest_params: Any) -> dict:
     """``ingest_paths`` over the replicas, with the station tables of params.yaml (loaded
     before the clock starts) and P/S picking as configured."""
-    from deepvs30.ingest import build_station_table, group_files, ingest_paths, walk
+    from deepvs30.ingest import IngestParams, build_station_table, group_files, ingest_paths, walk
     from deepvs30.readers import read_group
     from deepvs30.readers.picking import given_or_picked
 
+    ingest_params = ingest_params or IngestParams()
     stations = build_station_table(ingest_params)
     files, _, _ = walk([inputs])
     first = group_files(files[:3])[0][0]  # warm-up: lazy imports and plugin look-ups
@@ -324,17 +325,9 @@ def step_ingest(inputs: str, out: str, ingest_params: Any) -> dict:
 
 
 def _ingest_params(setup: Setup) -> Any:
-    """The ingest section, station tables that are not there switched off."""
     from deepvs30.ingest import IngestParams
 
-    ingest = section(setup.params, "ingest", IngestParams) if "ingest" in setup.params else None
-    ingest = ingest or IngestParams()
-    missing = {
-        key: ""
-        for key in ("afad_station_list", "ngaw2_flatfile")
-        if getattr(ingest, key) and not Path(getattr(ingest, key)).is_file()
-    }
-    return dataclasses.replace(ingest, **missing)
+    return section(setup.params, "ingest", IngestParams) if "ingest" in setup.params else None
 
 
 def step_synth(synth_params: Any, out: str) -> dict:
