@@ -71,8 +71,11 @@ def test_tiny_study_nested_runs_registered_once(workdir, prepared):
     from mlflow import MlflowClient
 
     plots = {a.path for a in MlflowClient().list_artifacts(parent_id, "plots")}
-    assert {"plots/optimization_history.html", "plots/optimization_history.png",
-            "plots/parallel_coordinate.png"} <= plots
+    assert {
+        "plots/optimization_history.html",
+        "plots/optimization_history.png",
+        "plots/parallel_coordinate.png",
+    } <= plots
     assert parents[0].data.tags["best_trial"] == str(study.best_trial.number)
 
     # finalize again (and a rerun with all trials done): nothing new is registered
@@ -86,9 +89,16 @@ def test_aggressive_pruner_stops_trials_early(workdir, prepared):
     from optuna.trial import TrialState
 
     params = tiny_params(
-        workdir, prepared, n_trials=5, max_epochs=3,
-        pruner={"name": "percentile", "percentile": 1.0, "n_startup_trials": 1,
-                "n_warmup_steps": 0},
+        workdir,
+        prepared,
+        n_trials=5,
+        max_epochs=3,
+        pruner={
+            "name": "percentile",
+            "percentile": 1.0,
+            "n_startup_trials": 1,
+            "n_warmup_steps": 0,
+        },
     )
     assert _tune(params, "--no-finalize") == 0
     trials = study_of(params["tune"]["storage"]).get_trials()
@@ -111,8 +121,13 @@ def test_resume_after_kill_marks_running_trial_failed(workdir, prepared):
     # long trials (no early stop) so that the kill lands mid-trial
     params = tiny_params(workdir, prepared, n_trials=2, max_epochs=400)
     params["train"]["patience"] = 400
-    proc = subprocess.Popen(tune_cmd(write_params(params)), cwd=workdir, env=clean_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        tune_cmd(write_params(params)),
+        cwd=workdir,
+        env=clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     storage = params["tune"]["storage"]
     deadline = time.time() + 120
     running = []
@@ -187,7 +202,7 @@ def test_bad_input_one_clear_message_before_any_trial(
     assert err.startswith("deepvs30 tune: error:") and message in err
     assert err.count("\n") == 1
     assert "s3cret" not in err
-    assert not (workdir / "mlflow.db").exists()
+    assert not (workdir / "mlruns").exists()
     assert not (workdir / "models").exists()
 
 

@@ -71,15 +71,44 @@ def postgres() -> Iterator[str]:
         shutil.chown(root, "postgres", "postgres")
     data, port = root / "data", _free_port()
     subprocess.run(
-        _as_server_user([str(bin_dir / "initdb"), "-D", str(data), "-U", "tuner", "-A", "trust",
-                         "-E", "UTF8", "--no-sync"]),
-        check=True, capture_output=True, timeout=120,
+        _as_server_user(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "tuner",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
     subprocess.run(
-        _as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options,
-                         "-l", str(root / "server.log"), "-w", "-t", "60", "start"]),
-        check=True, capture_output=True, timeout=120,
+        _as_server_user(
+            [
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-o",
+                options,
+                "-l",
+                str(root / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     try:
         import psycopg2
@@ -94,7 +123,8 @@ def postgres() -> Iterator[str]:
     finally:
         subprocess.run(
             _as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-            capture_output=True, timeout=60,
+            capture_output=True,
+            timeout=60,
         )
         shutil.rmtree(root, ignore_errors=True)
 
@@ -115,8 +145,14 @@ def test_two_workers_on_postgres_register_best_once(postgres, tmp_path):
     # two workers started independently, as on two nodes: no --no-finalize, so each may
     # try to finalize; exactly one registration must come out of it
     workers = [
-        subprocess.Popen(tune_cmd(params_path), cwd=work, env=env, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        subprocess.Popen(
+            tune_cmd(params_path),
+            cwd=work,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         for _ in range(2)
     ]
     outputs = [w.communicate(timeout=400)[0] for w in workers]

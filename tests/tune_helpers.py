@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +23,13 @@ TINY_SPACE = {
     "representation": "waveform",
 }
 TINY_HPARAMS = {
-    "cnn_lstm": {"conv_channels": ["int", 4, 8], "n_conv_blocks": 2, "lstm_hidden": 8,
-                 "lstm_layers": 1, "head_hidden": 8},
+    "cnn_lstm": {
+        "conv_channels": ["int", 4, 8],
+        "n_conv_blocks": 2,
+        "lstm_hidden": 8,
+        "lstm_layers": 1,
+        "head_hidden": 8,
+    },
     "cnn": {"conv_channels": ["int", 4, 8], "n_conv_blocks": 3, "head_hidden": 8},
 }
 
@@ -34,11 +40,33 @@ def make_prepared(root: Path) -> Path:
 
     data = make_tiny_dataset(root / "data", n_stations=14, n_events=3, duration_s=30)
     prepare(data, root / "prepared", PrepareParams())
+    _mlflow_template(root / MLFLOW_TEMPLATE)
     return root / "prepared"
+
+
+MLFLOW_TEMPLATE = "mlflow-template.db"
+
+
+def _mlflow_template(path: Path) -> None:
+    """An empty MLflow SQLite store, migrated once (migrations take seconds) and copied."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import mlflow; mlflow.set_tracking_uri('sqlite:///' + "
+            f"{str(path)!r}); mlflow.MlflowClient().search_experiments()",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
 
 
 def tiny_params(workdir: Path, prepared: Path, **tune) -> dict:
     """params.yaml as a dict: the repository's, with a tiny tune section and local stores."""
+    template = prepared.parent / MLFLOW_TEMPLATE
+    if template.is_file() and not (workdir / "mlflow.db").exists():
+        shutil.copyfile(template, workdir / "mlflow.db")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["prepare"]["out"] = str(prepared)
     params["data"]["path"] = str(prepared.parent / "data")
@@ -48,9 +76,15 @@ def tiny_params(workdir: Path, prepared: Path, **tune) -> dict:
     )
     section = copy.deepcopy(params["tune"])
     section.update(
-        study_name="tiny", n_trials=3, max_epochs=2, storage=f"sqlite:///{workdir / 'optuna.db'}",
-        out=str(workdir / "models" / "tune"), space=copy.deepcopy(TINY_SPACE),
-        hparams=copy.deepcopy(TINY_HPARAMS), heartbeat_s=2, grace_s=6,
+        study_name="tiny",
+        n_trials=3,
+        max_epochs=2,
+        storage=f"sqlite:///{workdir / 'optuna.db'}",
+        out=str(workdir / "models" / "tune"),
+        space=copy.deepcopy(TINY_SPACE),
+        hparams=copy.deepcopy(TINY_HPARAMS),
+        heartbeat_s=2,
+        grace_s=6,
         sampler={"name": "tpe", "seed": 7, "n_startup_trials": 2},
         pruner={"name": "none"},
     )
@@ -78,8 +112,12 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def run_cli(params_path: Path, cwd: Path, *args: str, env: dict | None = None, timeout=600):
     return subprocess.run(
-        tune_cmd(params_path, *args), cwd=cwd, env=env or clean_env(), capture_output=True,
-        text=True, timeout=timeout,
+        tune_cmd(params_path, *args),
+        cwd=cwd,
+        env=env or clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

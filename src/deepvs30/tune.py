@@ -69,7 +69,7 @@ class SamplerParams:
 class PrunerParams:
     name: str = "median"  # median | percentile | hyperband | none
     n_startup_trials: int = 5  # median/percentile: trials finished before pruning starts
-    n_warmup_steps: int = 2  # median/percentile: epochs of a trial before it can be pruned
+    n_warmup_steps: int = 2  # median/percentile: first epoch at which a trial can be pruned
     percentile: float = 50.0  # percentile: prune below this percentile (50 = median)
     min_resource: int = 1  # hyperband: epochs of the smallest rung
     reduction_factor: int = 3  # hyperband
@@ -428,8 +428,11 @@ def parent_run_id(setup: Setup) -> str:
     run = client.create_run(
         experiment.experiment_id,
         run_name=f"tune-{name}",
-        tags={"optuna_study": name, "deepvs30_role": PARENT_ROLE,
-              "optuna_storage": masked(setup.storage_url)},
+        tags={
+            "optuna_study": name,
+            "deepvs30_role": PARENT_ROLE,
+            "optuna_storage": masked(setup.storage_url),
+        },
     )
     runs = find()
     chosen = runs[0].info.run_id if runs else run.info.run_id
@@ -482,9 +485,16 @@ def make_objective(setup: Setup, worker: str):
 
         try:
             result = train_and_log(
-                setup.prepared_dir, chosen.features, chosen.model, train, setup.mlflow,
-                setup.data_dir, trial_dir, run_name=f"{setup.tune.study_name}-trial-"
-                f"{trial.number:04d}", nested=True, on_epoch=on_epoch,
+                setup.prepared_dir,
+                chosen.features,
+                chosen.model,
+                train,
+                setup.mlflow,
+                setup.data_dir,
+                trial_dir,
+                run_name=f"{setup.tune.study_name}-trial-{trial.number:04d}",
+                nested=True,
+                on_epoch=on_epoch,
             )
         except optuna.TrialPruned:
             _close_pruned(MlflowClient(), state)
@@ -563,8 +573,16 @@ def launch_workers(setup: Setup, n_workers: int, verbose: bool) -> list[int]:
     """n local worker processes on the study's storage; returns their exit codes."""
     cmd = [sys.executable, "-m", "deepvs30", "--params", setup.params_path]
     cmd += ["-v"] if verbose else []
-    cmd += ["tune", "--no-finalize", "--study", setup.tune.study_name,
-            "--n-trials", str(setup.tune.n_trials), "--prepared", setup.prepared_dir]
+    cmd += [
+        "tune",
+        "--no-finalize",
+        "--study",
+        setup.tune.study_name,
+        "--n-trials",
+        str(setup.tune.n_trials),
+        "--prepared",
+        setup.prepared_dir,
+    ]
     if setup.tune.timeout_s is not None:
         cmd += ["--timeout-s", str(setup.tune.timeout_s)]
     env = {**os.environ, STORAGE_ENV: setup.storage_url}
@@ -576,7 +594,7 @@ def launch_workers(setup: Setup, n_workers: int, verbose: bool) -> list[int]:
         return [proc.wait() for proc in procs]
     except KeyboardInterrupt:
         for proc in procs:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGTERM)  # SIGINT may be ignored in background jobs
         for proc in procs:
             proc.wait()
         raise
@@ -612,16 +630,20 @@ def finalize(setup: Setup, explicit: bool, force: bool = False) -> dict | None:
             return json.loads(attrs["registered"])
         owner = attrs.get("worker")
         if not (force or is_dead_local(owner)):
-            print(f"trial {best.number} is being finalized by {owner}; if that process is "
-                  "gone, run `deepvs30 tune --finalize --force`")
+            print(
+                f"trial {best.number} is being finalized by {owner}; if that process is "
+                "gone, run `deepvs30 tune --finalize --force`"
+            )
             return None
     storage.set_study_user_attr(claim_id, "worker", worker_id())
     info = _evaluate_and_register(setup, study, best)
     storage.set_study_user_attr(claim_id, "registered", json.dumps(info))
     c = counts(study)
-    print(f"study {setup.tune.study_name}: {c['COMPLETE']} complete, {c['PRUNED']} pruned, "
-          f"{c['FAIL']} failed; best trial {best.number} ({OBJECTIVE} {best.value:.2f}%) -> "
-          f"{info['name']} version {info['version']}")
+    print(
+        f"study {setup.tune.study_name}: {c['COMPLETE']} complete, {c['PRUNED']} pruned, "
+        f"{c['FAIL']} failed; best trial {best.number} ({OBJECTIVE} {best.value:.2f}%) -> "
+        f"{info['name']} version {info['version']}"
+    )
     return info
 
 
@@ -641,7 +663,8 @@ def _evaluate_and_register(setup: Setup, study, best) -> dict:
     configure_mlflow(setup.mlflow)
     run_id = best.user_attrs["mlflow_run_id"]
     test_metrics = {
-        k: float(v) for k, v in flatten("test", result["metrics"]).items()
+        k: float(v)
+        for k, v in flatten("test", result["metrics"]).items()
         if isinstance(v, int | float) and not isinstance(v, bool) and v == v
     }
     with mlflow.start_run(run_id=run_id):
@@ -732,12 +755,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", help="study name (default: tune.study_name)")
     parser.add_argument("--prepared", help="prepared folder (default: prepare.out)")
     parser.add_argument(
-        "--finalize", action="store_true",
+        "--finalize",
+        action="store_true",
         help="only evaluate the best trial on the test split and register it (once)",
     )
     parser.add_argument("--force", action="store_true", help="with --finalize: take over a claim")
     parser.add_argument(
-        "--no-finalize", action="store_true",
+        "--no-finalize",
+        action="store_true",
         help="run trials only (workers started by --workers, or cluster nodes)",
     )
 
@@ -752,15 +777,25 @@ def run(args: argparse.Namespace, params: dict) -> int:
         finalize(setup, explicit=True, force=args.force)
         return 0
     _sigterm_as_interrupt()
-    if args.workers == 1:
-        c = run_worker(setup)
-    else:
-        codes = launch_workers(setup, args.workers, log.isEnabledFor(logging.DEBUG))
-        if any(codes):
-            log.warning("worker exit codes: %s", codes)
-        c = counts(open_study(setup))
-    print(f"study {setup.tune.study_name}: " + ", ".join(f"{n} {s.lower()}" for s, n in
-                                                         c.items() if n))
+    try:
+        if args.workers == 1:
+            c = run_worker(setup)
+        else:
+            codes = launch_workers(setup, args.workers, log.isEnabledFor(logging.DEBUG))
+            if any(codes):
+                log.warning("worker exit codes: %s", codes)
+            c = counts(open_study(setup))
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: the running trial is marked FAIL; run again to resume study "
+            f"{setup.tune.study_name}",
+            file=sys.stderr,
+        )
+        return 130
+    print(
+        f"study {setup.tune.study_name}: "
+        + ", ".join(f"{n} {s.lower()}" for s, n in c.items() if n)
+    )
     if not args.no_finalize:
         finalize(setup, explicit=False)
     return 0
