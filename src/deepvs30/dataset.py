@@ -130,7 +130,7 @@ def write_dataset(
             raise DatasetFormatError(f"{out_dir}: no records to write")
         for name, table in (side_tables or {}).items():
             table.to_csv(tmp_dir / f"{name}.csv", index=False)
-        _replace_dir(tmp_dir, out_dir)
+        replace_dir(tmp_dir, out_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
@@ -147,7 +147,7 @@ def _check_record(metadata: dict, waveform: np.ndarray) -> None:
         raise DatasetFormatError(f"record {name}: waveform shape {shape}, expected (3, n) ZNE")
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
+def replace_dir(src: Path, dst: Path) -> None:
     src.chmod(0o755)  # mkdtemp makes it private; a dataset folder is shared like any other
     if dst.exists():
         old = dst.with_name(f".{dst.name}.old-{src.name[-8:]}")

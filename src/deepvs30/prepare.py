@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,7 +27,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from deepvs30.config import section
-from deepvs30.dataset import CanonicalDataset, record_ids, station_key
+from deepvs30.dataset import CanonicalDataset, record_ids, replace_dir, station_key
 from deepvs30.hvsr import HvParams, record_hv_peak
 from deepvs30.preprocess import PreprocessParams, preprocess_record, rescale_sample
 from deepvs30.segment import pga_sample
@@ -75,8 +77,21 @@ def _arrival(value: object) -> float | None:
 
 
 def prepare(data_dir: str | Path, out_dir: str | Path, params: PrepareParams) -> dict:
+    """Prepare ``data_dir`` into ``out_dir``, built under a temporary name and renamed at the
+    end, so a failure leaves no half-written folder behind."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        summary = _prepare_into(data_dir, tmp_dir, params)
+        replace_dir(tmp_dir, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return summary
+
+
+def _prepare_into(data_dir: str | Path, out_dir: Path, params: PrepareParams) -> dict:
     fs_hz = params.preprocess.target_fs_hz
     max_samples = int(round(params.preprocess.max_record_s * fs_hz))
     with CanonicalDataset(data_dir) as dataset:

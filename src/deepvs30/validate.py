@@ -27,7 +27,13 @@ import numpy as np
 import pandas as pd
 
 from deepvs30.config import section
-from deepvs30.dataset import VS30_METHODS, CanonicalDataset, record_ids, station_key
+from deepvs30.dataset import (
+    VS30_METHODS,
+    CanonicalDataset,
+    record_ids,
+    replace_dir,
+    station_key,
+)
 from deepvs30.errors import ConfigError, ValidationFailed
 from deepvs30.trace_stats import trace_statistics
 
@@ -426,7 +432,7 @@ def validate_dataset(
         outcomes, failures = validate_frame(frame, params, docs_dir)
         report = _report(path, frame, outcomes, failures, stats, start_s)
         _write_report(report, tmp_dir, params.max_records_listed)
-        _replace_dir(tmp_dir, report_dir)
+        replace_dir(tmp_dir, report_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
@@ -457,17 +463,6 @@ def _write_report(report: ValidationReport, out_dir: Path, max_records: int) -> 
     (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
     report.failures.to_csv(out_dir / FAILURES_FILE, index=False)
     report.trace_stats.to_csv(out_dir / STATS_FILE, index=False)
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Swap ``src`` in as ``dst`` (two renames; the old report is removed afterwards)."""
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{src.name[-8:]}")
-        dst.rename(old)
-        src.rename(dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        src.rename(dst)
 
 
 # --------------------------------------------------------------------------- the command
