@@ -65,8 +65,12 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def station_predictions(records: pd.DataFrame) -> pd.DataFrame:
-    """Aggregate a station's records: median of ln predictions; its interval combines the
-    records' own σ (as independent estimates) with their scatter."""
+    """Aggregate a station's records: the median of their ln predictions.
+
+    Its σ is the mean of the records' σ, not the 1/√n of independent estimates: the records of
+    one station share the same site and mostly the same error (on the default corpus, treating
+    them as independent gave a 16–84% interval that covered 23% of stations instead of 68%).
+    """
     grouped = records.groupby("station")
     out = grouped.agg(
         vs30_mps=("vs30_mps", "first"),
@@ -74,10 +78,7 @@ def station_predictions(records: pd.DataFrame) -> pd.DataFrame:
         n_records=("ln_pred", "size"),
     )
     if "sigma_ln" in records:
-        inv_var = grouped["sigma_ln"].apply(lambda s: float(np.sum(1.0 / np.square(s))))
-        scatter = grouped["ln_pred"].std(ddof=1).fillna(0.0)
-        n = out["n_records"]
-        out["sigma_ln"] = np.sqrt(1.0 / inv_var + scatter**2 / n)
+        out["sigma_ln"] = grouped["sigma_ln"].mean()
     for column in ("cluster",):
         if column in records:
             out[column] = grouped[column].first()
