@@ -183,7 +183,9 @@ BAD_INPUT = [
     ({"space": {"segmentation": ["categorical", ["p_centred", "middle"]]}}, "'middle'"),
     ({"space": {"window_s": ["float", 10, 20, "linear"]}}, "[float, low, high, log]"),
     ({"hparams": {"cnn": {"channels": 4}}}, "unknown size(s) ['channels']"),
-    ({"transfer": {"init_from": "models:/deepvs30@champion"}}, "not implemented yet"),
+    ({"transfer": {"search": True}}, "tune.transfer.init_from: a model URI"),
+    ({"transfer": {"init_from": "m", "freeze": "all"}}, "transfer.freeze: 'all' is not one"),
+    ({"transfer": {"init_from": "m", "frozen_blocks": "cnn"}}, "unknown key(s) ['frozen_blocks']"),
     ({"pruner": {"name": "asha"}}, "tune.pruner.name"),
     ({"storage": "redis://localhost"}, "is not a database URL"),
     ({"storage": "postgresql+nodriver://u@localhost/db"}, "cannot open"),
@@ -219,3 +221,20 @@ def test_two_local_workers_on_sqlite(workdir, prepared):
     assert len(workers) == 2
     parents, children, versions = mlflow_runs(params)
     assert len(parents) == 1 and len(children) == len(trials) and len(versions) == 1
+
+
+def test_transfer_options_sample_the_fine_tuning_space():
+    import optuna
+
+    from deepvs30.tune import transfer_options
+
+    assert transfer_options(None, None) is None
+    fixed = transfer_options(None, {"init_from": "models:/src@champion", "freeze": "cnn"})
+    assert fixed.init_from == "models:/src@champion" and fixed.freeze == "cnn"
+    trial = optuna.trial.FixedTrial({"transfer.freeze": "cnn_lstm",
+                                     "transfer.pretrained_lr_mult": 0.1,
+                                     "transfer.warmup_epochs": 2,
+                                     "transfer.refit_normaliser": False})
+    got = transfer_options(trial, {"init_from": "models:/src@champion", "search": True})
+    assert (got.freeze, got.pretrained_lr_mult, got.warmup_epochs, got.refit_normaliser) == (
+        "cnn_lstm", 0.1, 2, False)

@@ -35,16 +35,26 @@ import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from deepvs30.config import section
+from deepvs30.config import from_dict, section
 from deepvs30.errors import ConfigError, DeepVs30Error
 from deepvs30.prepare import PrepareParams
-from deepvs30.search_space import Space, Trial, check_space, parse_space, sample
+from deepvs30.search_space import (
+    Space,
+    Trial,
+    check_space,
+    parse_entry,
+    parse_space,
+    sample,
+    suggest,
+)
 from deepvs30.segment import FeatureParams
 from deepvs30.tracking import MlflowParams, configure, flatten
 from deepvs30.train import ModelParams, TrainParams
+from deepvs30.transfer import TransferParams, transfer_search_space
 
 log = logging.getLogger(__name__)
 
@@ -163,17 +173,45 @@ def check_tune(tune: TuneParams) -> None:
             f"tune.pruner.percentile: must be in (0, 100], got {tune.pruner.percentile}"
         )
     if tune.transfer:
-        raise ConfigError(
-            "tune.transfer: transfer options (init_from, frozen_blocks, lr_multiplier) are not "
-            "implemented yet; leave the entry null"
-        )
+        transfer_base(tune.transfer)  # raises ConfigError on a bad entry
 
 
-def transfer_options(trial: Any, transfer: dict | None) -> None:
-    """Hook for the transfer search (init_from, frozen blocks, lr multiplier) of a later issue:
-    it will return the init bundle and optimiser settings of a trial. Until then the entry
-    must be empty (check_tune refuses anything else) and trials start from scratch."""
-    return None
+TRANSFER_SEARCH_KEY = "search"
+
+
+def transfer_base(transfer: dict) -> TransferParams:
+    """``tune.transfer``: ``init_from`` (a model URI or bundle folder every trial fine-tunes
+    from), ``search: true`` to sample the fine-tuning options of
+    :func:`deepvs30.transfer.transfer_search_space`, and fixed TransferParams values."""
+    fixed = {k: v for k, v in transfer.items() if k != TRANSFER_SEARCH_KEY}
+    params = from_dict(fixed, TransferParams, "tune.transfer")
+    if not params.init_from:
+        raise ConfigError("tune.transfer.init_from: a model URI or bundle folder is required")
+    if not isinstance(transfer.get(TRANSFER_SEARCH_KEY, False), bool):
+        raise ConfigError("tune.transfer.search: expected true/false")
+    return params
+
+
+def transfer_options(trial: Any, transfer: dict | None) -> TransferParams | None:
+    """The fine-tuning options of one trial (None: trials start from scratch)."""
+    if not transfer:
+        return None
+    params = transfer_base(transfer)
+    if not transfer.get(TRANSFER_SEARCH_KEY, False):
+        return params
+    sampled = {
+        key: suggest(trial, f"transfer.{key}", parse_entry(list(spec), f"tune.transfer.{key}"))
+        for key, spec in transfer_search_space().items()
+    }
+    return replace(params, **sampled)
+
+
+@lru_cache(maxsize=2)
+def init_bundle(uri: str):
+    """The model every trial fine-tunes from, loaded once per worker."""
+    from deepvs30.pyfunc import load_bundle
+
+    return load_bundle(uri)
 
 
 # --- storage, sampler, pruner --------------------------------------------------------------
@@ -461,7 +499,7 @@ def make_objective(setup: Setup, worker: str):
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", worker)
         chosen = sample(trial, setup.space, setup.base)
-        transfer_options(trial, setup.tune.transfer)
+        transfer = transfer_options(trial, setup.tune.transfer)
         trial_dir = setup.study_dir / f"trial_{trial.number:04d}"
         train = replace(
             chosen.train,
@@ -495,6 +533,9 @@ def make_objective(setup: Setup, worker: str):
                 run_name=f"{setup.tune.study_name}-trial-{trial.number:04d}",
                 nested=True,
                 on_epoch=on_epoch,
+                init=init_bundle(transfer.init_from) if transfer else None,
+                init_uri=transfer.init_from if transfer else None,
+                transfer=transfer,
             )
         except optuna.TrialPruned:
             _close_pruned(MlflowClient(), state)
