@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from deepvs30.dataset import REQUIRED_COLUMNS, CanonicalDataset
-from deepvs30.synth import spectra
+from deepvs30.hvsr import HvParams, hv_curve, hv_peak, output_freqs
 from deepvs30.synth.generate import generate
 from deepvs30.synth.params import SynthParams
 
@@ -29,13 +29,15 @@ def corpus(tmp_path_factory):
 def records(corpus):
     """Metadata with PGA (geometric mean of horizontals, m/s²) and per-record H/V."""
     out, _ = corpus
-    freq = spectra.hv_frequencies()
+    hv_params = HvParams(window_s=20.0, fmin_hz=0.2, fmax_hz=25.0, n_freqs=120)
+    freq = output_freqs(hv_params)
     with CanonicalDataset(out) as ds:
         md = ds.metadata.copy()
         pga, hv = [], []
         for i, w in ds.iter_waveforms():
             pga.append(np.sqrt(np.abs(w[1]).max() * np.abs(w[2]).max()))
-            hv.append(spectra.hv_ratio(w, 100.0, int(md["trace_s_arrival_sample"].iat[i]), freq))
+            s_sample = int(md["trace_s_arrival_sample"].iat[i])
+            hv.append(hv_curve(w, 100.0, s_sample - 100, hv_params)[1])  # from 1 s before S
     md["pga_mps2"] = pga
     return md, np.array(hv), freq
 
@@ -117,7 +119,7 @@ def test_hv_peaks_near_f0(records):
     f0 = md.groupby("station_code")["station_f0_hz"].first()
     ratios = np.array(
         [
-            spectra.hv_peak_hz(curve, freq) / f0[code]
+            hv_peak(freq, curve).f0_hz / f0[code]
             for code, curve in _station_hv(md, hv).items()
             if 0.3 <= f0[code] <= 15.0  # beyond ~15 Hz kappa and noise hide the peak
         ]

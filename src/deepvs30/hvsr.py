@@ -48,20 +48,29 @@ def output_freqs(params: HvParams) -> np.ndarray:
     return np.geomspace(params.fmin_hz, params.fmax_hz, params.n_freqs)
 
 
-def hv_curve(
+def smoothed_spectra(
     record: np.ndarray, fs_hz: float, start_sample: int, params: HvParams
 ) -> tuple[np.ndarray, np.ndarray]:
-    """H/V of the window starting at ``start_sample`` of a ZNE record; (freqs_hz, hv)."""
+    """Konno-Ohmachi smoothed Fourier amplitude (m/s) of each component over the window of
+    ``params.window_s`` starting at ``start_sample``; (freqs_hz, spectra (3, n_freqs))."""
     n = int(round(params.window_s * fs_hz))
     start = int(np.clip(start_sample, 0, max(record.shape[1] - n, 0)))
     window = np.asarray(record[:, start : start + n], dtype=np.float64)
     window = signal.detrend(window, axis=1) * signal.windows.tukey(window.shape[1], 0.1)
-    spectra = np.abs(np.fft.rfft(window, axis=1))
+    amplitude = np.abs(np.fft.rfft(window, axis=1)) / fs_hz
     weights = smoothing_matrix(window.shape[1], fs_hz, params)
-    vertical = weights @ spectra[0]
-    horizontal = weights @ np.sqrt(0.5 * (spectra[1] ** 2 + spectra[2] ** 2))
-    hv = horizontal / np.maximum(vertical, 1e-12 * max(vertical.max(), 1e-30))
-    return output_freqs(params), hv
+    return output_freqs(params), amplitude @ weights.T
+
+
+def hv_curve(
+    record: np.ndarray, fs_hz: float, start_sample: int, params: HvParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """H/V of the window starting at ``start_sample`` of a ZNE record; (freqs_hz, hv).
+    H is the quadratic mean of the two smoothed horizontal spectra."""
+    freqs_hz, spectra = smoothed_spectra(record, fs_hz, start_sample, params)
+    horizontal = np.sqrt(0.5 * (spectra[1] ** 2 + spectra[2] ** 2))
+    vertical = spectra[0]
+    return freqs_hz, horizontal / np.maximum(vertical, 1e-12 * max(vertical.max(), 1e-30))
 
 
 def hv_peak(freqs_hz: np.ndarray, hv: np.ndarray) -> HvPeak:

@@ -11,7 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from deepvs30.dataset import CanonicalDataset  # noqa: E402
-from deepvs30.synth import spectra  # noqa: E402
+from deepvs30.hvsr import HvParams, hv_curve, smoothed_spectra  # noqa: E402
+
+PLOT_HV = HvParams(window_s=20.0, fmin_hz=0.1, fmax_hz=40.0, n_freqs=200)
 
 G_MPS2 = 9.80665
 
@@ -30,7 +32,6 @@ def pick_samples(metadata, n: int = 4) -> list[int]:
 
 
 def plot_samples(dataset_dir: Path, out_png: Path, n: int = 4) -> Path:
-    freq_hz = spectra.hv_frequencies(0.1, 40.0, 200)
     with CanonicalDataset(dataset_dir) as ds:
         rows = pick_samples(ds.metadata, n)
         fig, axes = plt.subplots(
@@ -38,7 +39,7 @@ def plot_samples(dataset_dir: Path, out_png: Path, n: int = 4) -> Path:
         )
         axes = np.atleast_2d(axes)
         for ax_row, i in zip(axes, rows, strict=True):
-            _plot_record(ax_row, ds.metadata.iloc[i], ds.waveform(i), freq_hz)
+            _plot_record(ax_row, ds.metadata.iloc[i], ds.waveform(i))
     fig.tight_layout()
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=90)
@@ -46,7 +47,7 @@ def plot_samples(dataset_dir: Path, out_png: Path, n: int = 4) -> Path:
     return out_png
 
 
-def _plot_record(ax_row, meta, wave: np.ndarray, freq_hz: np.ndarray) -> None:
+def _plot_record(ax_row, meta, wave: np.ndarray) -> None:
     fs_hz = float(meta["trace_sampling_rate_hz"])
     t_s = np.arange(wave.shape[1]) / fs_hz
     p_s = meta["trace_p_arrival_sample"] / fs_hz
@@ -67,13 +68,13 @@ def _plot_record(ax_row, meta, wave: np.ndarray, freq_hz: np.ndarray) -> None:
     ax.set_ylabel("acc (g), offset Z/N/E")
     ax.legend(fontsize=7, loc="upper right")
     s_sample = int(meta["trace_s_arrival_sample"])
-    spec = spectra.smoothed_spectra(wave, fs_hz, s_sample - int(fs_hz), 20.0, freq_hz)
+    freq_hz, spec = smoothed_spectra(wave, fs_hz, s_sample - int(fs_hz), PLOT_HV)
     for k, comp in enumerate("ZNE"):
         ax_row[1].loglog(freq_hz, spec[k], lw=0.8, label=comp)
     ax_row[1].set_xlabel("frequency (Hz)")
     ax_row[1].set_ylabel("Fourier amp. (m/s), S window")
     ax_row[1].legend(fontsize=7)
-    hv = spectra.hv_ratio(wave, fs_hz, s_sample, freq_hz)
+    _, hv = hv_curve(wave, fs_hz, s_sample - int(fs_hz), PLOT_HV)  # from 1 s before S
     ax_row[2].semilogx(freq_hz, hv, "k", lw=1)
     ax_row[2].axvline(
         meta["station_f0_hz"], color="r", ls="--", label=f"f0 = {meta['station_f0_hz']:.2f} Hz"
