@@ -327,8 +327,8 @@ def _drop_conflicting_labels(
     labels: dict[str, set[float]] = {}
     for meta, _ in accepted:
         key = f"{meta['station_network_code']}.{meta['station_code']}"
-        vs30 = meta["station_vs30_mps"]
-        if vs30 is not None and vs30 == vs30:  # NaN-safe: blank labels do not conflict
+        vs30 = pd.to_numeric(meta["station_vs30_mps"], errors="coerce")
+        if pd.notna(vs30):  # blank labels (--include-unlabelled) do not conflict
             labels.setdefault(key, set()).add(round(float(vs30), 1))
     conflicting = {k: v for k, v in labels.items() if len(v) > 1}
     kept = []

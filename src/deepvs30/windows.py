@@ -90,14 +90,24 @@ class Normaliser:
             target_std=float(ln_vs30.std() + 1e-6),
         )
 
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        """float32 views of the statistics, built once (this runs for every window)."""
+        cached = self.__dict__.get("_cache")
+        if cached is None:
+            cached = (
+                np.asarray(self.channel_mean, dtype=np.float32)[:, None],
+                np.asarray(self.channel_std, dtype=np.float32)[:, None],
+                np.asarray(self.scalar_mean, dtype=np.float32),
+                np.asarray(self.scalar_std, dtype=np.float32),
+            )
+            self.__dict__["_cache"] = cached
+        return cached
+
     def inputs(self, x: np.ndarray, scalars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mean = np.asarray(self.channel_mean, dtype=np.float32)[:, None]
-        std = np.asarray(self.channel_std, dtype=np.float32)[:, None]
+        mean, std, s_mean, s_std = self._arrays()
         x = (x - mean) / std
         if len(self.scalar_mean):
-            scalars = (scalars - np.asarray(self.scalar_mean, np.float32)) / np.asarray(
-                self.scalar_std, np.float32
-            )
+            scalars = (scalars - s_mean) / s_std
         return x.astype(np.float32), scalars.astype(np.float32)
 
     def target(self, vs30_mps: np.ndarray) -> np.ndarray:
@@ -125,11 +135,30 @@ class WindowDataset(torch.utils.data.Dataset):
         self.features = features
         self.normaliser = normaliser
         self.targets = normaliser.target(self.records["vs30_mps"].to_numpy(dtype=float))
+        # the columns a window needs, as plain arrays: a pandas row lookup per item cost more
+        # than cutting the window itself (bench: training overhead vs a bare torch loop)
+        self._row = self.records["row"].to_numpy(dtype=np.int64)
+        self._n = self.records["n_samples"].to_numpy(dtype=np.int64)
+        self._p = self.records["p_sample"].to_numpy(dtype=np.float64)
+        self._s = self.records["s_sample"].to_numpy(dtype=np.float64)
+        self._pga = self.records["pga_sample"].to_numpy(dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, i: int):
-        x, s = window_of(self.waves, self.records.iloc[i], self.fs_hz, self.features)
+        record = self.waves[self._row[i], :, : self._n[i]]
+        x, s = make_input(
+            record,
+            self.fs_hz,
+            self.features,
+            _finite(self._p[i]),
+            _finite(self._s[i]),
+            int(self._pga[i]),
+        )
         x, s = self.normaliser.inputs(x, s)
         return torch.from_numpy(x), torch.from_numpy(s), torch.tensor(self.targets[i])
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
