@@ -40,6 +40,8 @@ def _reader_of(fmt_text: str) -> str | None:
 
 
 def _supported_rows() -> list[pd.Series]:
+    if not (REALDATA / "INDEX.csv").is_file():
+        return []  # collected without real data: the module is skipped (pytestmark)
     index = _index()
     return [row for _, row in index.iterrows() if _reader_of(row["format"])]
 
