@@ -63,7 +63,9 @@ lint: $(STAMP) ## ruff
 clean: ## remove prepared artefacts, models and reports (keeps data/, mlflow.db and .venv)
 	rm -rf prepared models reports metrics.json
 
-.PHONY: exp-transfer-curve exp-cross-cluster exp-synth-to-real exp-ps-ablation
+.PHONY: exp-rivals exp-transfer-curve exp-cross-cluster exp-synth-to-real exp-ps-ablation
+exp-rivals: $(STAMP) ## the pipeline's model beside the cnn, lstm, transformer rivals and without P/S (after reproduce)
+	python -m deepvs30.experiments rivals $(if $(QUICK),--quick,)
 exp-transfer-curve: $(STAMP) ## transfer experiment: target-only vs pre-train+fine-tune as target stations shrink
 	python -m deepvs30.experiments transfer_curve $(if $(QUICK),--quick,)
 exp-cross-cluster: $(STAMP) ## transfer experiment: pre-train on other clusters, fine-tune on a held-out one

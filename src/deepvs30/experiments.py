@@ -176,16 +176,18 @@ def train_arm(
     init: Arm | None = None,
     transfer: TransferParams | None = None,
     score: bool = True,
+    model: ModelParams | None = None,
 ) -> Arm:
     """train_and_log (a nested MLflow run) then, if ``score``, evaluate on the test part."""
     from deepvs30.train import train_and_log
 
+    model = model or setup.model
     features = features or setup.features
     train = train or setup.train
     out_dir = setup.work / "runs" / name
     train = replace(train, out=str(out_dir), checkpoint=str(out_dir / "checkpoint.pt"))
     result = train_and_log(
-        prepared_dir, features, setup.model, train, MLFLOW, str(prepared_dir), out_dir,
+        prepared_dir, features, model, train, MLFLOW, str(prepared_dir), out_dir,
         init=init.bundle if init else None, init_uri=init.model_uri if init else None,
         run_name=name, nested=True, transfer=transfer if init else None,
     )  # fmt: skip
@@ -343,7 +345,34 @@ def ps_ablation(setup: Setup) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def rivals(setup: Setup) -> pd.DataFrame:
+    """The pipeline's own configuration (params.yaml, its prepared/ folder, split, seeds and
+    epochs) beside the single-architecture rivals and without the P/S channel. Run
+    `make reproduce` first; --quick shortens training to 2 epochs."""
+    from deepvs30.config import load_params, section
+
+    params = load_params()
+    prepared = Path(section(params, "prepare", PrepareParams).out)
+    if not (prepared / "records.csv").is_file():
+        raise SystemExit(f"{prepared}: not prepared; run `make reproduce` first")
+    features = section(params, "features", FeatureParams)
+    model = section(params, "model", ModelParams)
+    train = section(params, "train", TrainParams)
+    if setup.train.epochs < train.epochs and setup.train.epochs <= 2:  # --quick
+        train = replace(train, epochs=setup.train.epochs)
+    arms = [(model.name, features, model), ("no_ps_channel", replace(features, ps_channel=False),
+                                            model)]  # fmt: skip
+    arms += [(name, features, ModelParams(name)) for name in ("cnn", "lstm", "transformer")
+             if name != model.name]  # fmt: skip
+    rows = []
+    for name, feats, mdl in arms:
+        arm = train_arm(setup, name, prepared, features=feats, train=train, model=mdl)
+        rows.append({**arm.row, "model": mdl.name, "ps_channel": feats.ps_channel})
+    return pd.DataFrame(rows)
+
+
 EXPERIMENTS: dict[str, Callable[[Setup], pd.DataFrame]] = {
+    "rivals": rivals,
     "transfer_curve": transfer_curve,
     "cross_cluster": cross_cluster,
     "synth_to_real": synth_to_real,
