@@ -40,7 +40,7 @@ reproduce: data ## run the whole DVC pipeline (validate, prepare, train, evaluat
 	@echo "Results: metrics.json (dvc metrics show), plots in reports/plots/, validation report in reports/validation/"
 	@echo "MLflow: make ui  (tracking store mlflow.db, artifacts in mlruns/)"
 
-test: $(STAMP) ## run the test suite (the real-data tests read $$DEEPVS30_REALDATA)
+test: $(STAMP) ## run the test suite (real-data tests read DEEPVS30_REALDATA, default ../shared/realdata)
 	pytest $(PYTEST_ARGS)
 
 tune: data ## Optuna search (params.yaml: tune); WORKERS=n local workers on one storage

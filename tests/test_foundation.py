@@ -67,8 +67,9 @@ def test_canonical_round_trip_through_seisbench(tiny_dataset):
     import seisbench.data as sbd
 
     ours = CanonicalDataset(tiny_dataset)
-    theirs = sbd.WaveformDataset(tiny_dataset, component_order="ZNE", dimension_order="NCW",
-                                 cache=None)
+    theirs = sbd.WaveformDataset(
+        tiny_dataset, component_order="ZNE", dimension_order="NCW", cache=None
+    )
     assert len(ours) == len(theirs) == 144
     for i in (0, 37, 143):
         np.testing.assert_allclose(ours.waveform(i), theirs.get_waveforms(i), rtol=0, atol=0)

@@ -209,8 +209,12 @@ def test_describe_and_spec_rebuild(name: str) -> None:
     assert info["hparams"]["dropout"] == 0.2
     spec = model.spec
     twin = build_model(
-        spec["name"], spec["in_channels"], spec["n_samples"], spec["n_scalars"],
-        spec["representation"], **spec["hparams"],
+        spec["name"],
+        spec["in_channels"],
+        spec["n_samples"],
+        spec["n_scalars"],
+        spec["representation"],
+        **spec["hparams"],
     )
     twin.load_state_dict(model.state_dict())
 

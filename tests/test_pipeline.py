@@ -32,8 +32,9 @@ TINY_OVERRIDES = {
 def _dvc(project: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
-    return subprocess.run([str(BIN / "dvc"), *args], cwd=project, env=env, text=True,
-                          capture_output=True, timeout=900)
+    return subprocess.run(
+        [str(BIN / "dvc"), *args], cwd=project, env=env, text=True, capture_output=True, timeout=900
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +94,18 @@ def test_registered_model_reproduces_logged_metrics(project, monkeypatch):
             meta = data.metadata.iloc[i]
             wave = data.waveform(i)
             fs = float(meta["trace_sampling_rate_hz"])
-            rows.append({"record_id": rid, "station": "x", "sampling_rate_hz": fs,
-                         "p_arrival_s": meta["trace_p_arrival_sample"] / fs,
-                         "s_arrival_s": meta["trace_s_arrival_sample"] / fs,
-                         "z": wave[0].tolist(), "n": wave[1].tolist(), "e": wave[2].tolist()})
+            rows.append(
+                {
+                    "record_id": rid,
+                    "station": "x",
+                    "sampling_rate_hz": fs,
+                    "p_arrival_s": meta["trace_p_arrival_sample"] / fs,
+                    "s_arrival_s": meta["trace_s_arrival_sample"] / fs,
+                    "z": wave[0].tolist(),
+                    "n": wave[1].tolist(),
+                    "e": wave[2].tolist(),
+                }
+            )
     out = model.predict(pd.DataFrame(rows))
     # the raw-record path of the pyfunc gives the evaluation's numbers to the last bit
     np.testing.assert_allclose(out["ln_vs30"], preds["ln_pred"], rtol=0, atol=1e-12)

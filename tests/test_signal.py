@@ -40,8 +40,7 @@ def test_windows_p_centred_with_ps_channel():
     rec = np.zeros((3, 6000), dtype=np.float32)
     rec[1, 3000] = 2.0  # just outside the window [1000, 3000)
     rec[0, 1500] = 0.5
-    params = FeatureParams(segmentation="p_centred", window_s=20, ps_channel=True,
-                           sp_scalar=True)
+    params = FeatureParams(segmentation="p_centred", window_s=20, ps_channel=True, sp_scalar=True)
     x, s = make_input(rec, fs, params, p_sample=2000.0, s_sample=2500.0)
     assert x.shape == (4, 2000)
     # window starts at P - 10 s = sample 1000; P/S mask from 1000 to 1500 in the window
@@ -54,8 +53,13 @@ def test_windows_pga_centred_and_per_record_amplitude():
     rec = np.zeros((3, 6000), dtype=np.float32)
     rec[2, 4000] = -8.0
     rec[0, 4000] = 2.0
-    x, _ = make_input(rec, 100.0, FeatureParams(segmentation="pga_centred", window_s=10,
-                                                ps_channel=False), None, None)
+    x, _ = make_input(
+        rec,
+        100.0,
+        FeatureParams(segmentation="pga_centred", window_s=10, ps_channel=False),
+        None,
+        None,
+    )
     assert x.shape == (3, 1000)
     assert x[2, 500] == -1.0 and x[0, 500] == 0.25  # ratio between components kept
 
@@ -91,10 +95,16 @@ def _stations(n=60, seed=0):
     for k in range(n):
         vs30 = float(np.exp(rng.uniform(np.log(150), np.log(1500))))
         for e in range(3):
-            rows.append({"station_network_code": "XX", "station_code": f"S{k}",
-                         "station_latitude_deg": 36 + (k % 4) * 2 + rng.normal(0, 0.1),
-                         "station_longitude_deg": 28 + (k % 4) * 3 + rng.normal(0, 0.1),
-                         "station_vs30_mps": vs30, "source_id": f"e{e}"})
+            rows.append(
+                {
+                    "station_network_code": "XX",
+                    "station_code": f"S{k}",
+                    "station_latitude_deg": 36 + (k % 4) * 2 + rng.normal(0, 0.1),
+                    "station_longitude_deg": 28 + (k % 4) * 3 + rng.normal(0, 0.1),
+                    "station_vs30_mps": vs30,
+                    "source_id": f"e{e}",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -129,9 +139,14 @@ def test_metrics_numbers():
 
 
 def test_station_aggregation_median_of_ln():
-    recs = pd.DataFrame({"station": ["A"] * 3 + ["B"], "vs30_mps": [300.0] * 3 + [900.0],
-                         "ln_pred": np.log([250.0, 300.0, 400.0, 1000.0]),
-                         "sigma_ln": [0.2, 0.3, 0.4, 0.4]})
+    recs = pd.DataFrame(
+        {
+            "station": ["A"] * 3 + ["B"],
+            "vs30_mps": [300.0] * 3 + [900.0],
+            "ln_pred": np.log([250.0, 300.0, 400.0, 1000.0]),
+            "sigma_ln": [0.2, 0.3, 0.4, 0.4],
+        }
+    )
     st = station_predictions(recs).set_index("station")
     assert np.exp(st.loc["A", "ln_pred"]) == pytest.approx(300.0)
     assert st.loc["A", "n_records"] == 3

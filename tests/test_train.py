@@ -24,8 +24,14 @@ def prepared(tiny_dataset, tmp_path_factory):
 
 
 def _params(tmp_path, **kw) -> TrainParams:
-    base = TrainParams(epochs=3, batch_size=16, num_threads=1, patience=10,
-                       out=str(tmp_path / "model"), checkpoint=str(tmp_path / "ckpt.pt"))
+    base = TrainParams(
+        epochs=3,
+        batch_size=16,
+        num_threads=1,
+        patience=10,
+        out=str(tmp_path / "model"),
+        checkpoint=str(tmp_path / "ckpt.pt"),
+    )
     return replace(base, **kw)
 
 
@@ -55,8 +61,9 @@ def test_resume_after_interruption_matches_uninterrupted(prepared, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         fit(prepared, FEATURES, MODEL, params, on_epoch=crash, progress=False)
     seen = []
-    resumed = fit(prepared, FEATURES, MODEL, params, progress=False,
-                  on_epoch=lambda e, row: seen.append(e))
+    resumed = fit(
+        prepared, FEATURES, MODEL, params, progress=False, on_epoch=lambda e, row: seen.append(e)
+    )
     assert seen == [3]  # epochs 1-2 came from the checkpoint
     assert resumed.history == full.history
     for key, value in _weights(full).items():
@@ -67,17 +74,30 @@ def test_checkpoint_of_other_config_is_not_reused(prepared, tmp_path):
     params = _params(tmp_path, epochs=1)
     fit(prepared, FEATURES, MODEL, params, progress=False)
     seen = []
-    fit(prepared, replace(FEATURES, ps_channel=False), MODEL, params, progress=False,
-        on_epoch=lambda e, row: seen.append(e))
+    fit(
+        prepared,
+        replace(FEATURES, ps_channel=False),
+        MODEL,
+        params,
+        progress=False,
+        on_epoch=lambda e, row: seen.append(e),
+    )
     assert seen == [1]
 
 
 def test_gaussian_nll_rewards_honest_sigma():
     target = torch.zeros(1000)
     mean = torch.randn(1000, generator=torch.Generator().manual_seed(0)) * 0.5
-    losses = {s: float(loss_fn("gaussian_nll", torch.stack(
-        [mean, torch.full_like(mean, torch.log(torch.tensor(s)))], 1), target))
-        for s in (0.1, 0.5, 2.0)}
+    losses = {
+        s: float(
+            loss_fn(
+                "gaussian_nll",
+                torch.stack([mean, torch.full_like(mean, torch.log(torch.tensor(s)))], 1),
+                target,
+            )
+        )
+        for s in (0.1, 0.5, 2.0)
+    }
     assert losses[0.5] < losses[0.1] and losses[0.5] < losses[2.0]
     with pytest.raises(ConfigError, match="train.loss"):
         loss_fn("huber", torch.zeros(2, 2), torch.zeros(2))
@@ -85,5 +105,10 @@ def test_gaussian_nll_rewards_honest_sigma():
 
 def test_unknown_split_column(prepared, tmp_path):
     with pytest.raises(ConfigError, match="split_column"):
-        fit(prepared, FEATURES, MODEL, _params(tmp_path, split_column="by_magnitude"),
-            progress=False)
+        fit(
+            prepared,
+            FEATURES,
+            MODEL,
+            _params(tmp_path, split_column="by_magnitude"),
+            progress=False,
+        )

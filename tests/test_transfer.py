@@ -35,8 +35,14 @@ def prepared(tiny_dataset, tmp_path_factory) -> Path:
 
 
 def _train(tmp_path: Path, **kw) -> TrainParams:
-    base = TrainParams(epochs=1, batch_size=16, num_threads=1, patience=10,
-                       out=str(tmp_path / "model"), checkpoint=str(tmp_path / "ckpt.pt"))
+    base = TrainParams(
+        epochs=1,
+        batch_size=16,
+        num_threads=1,
+        patience=10,
+        out=str(tmp_path / "model"),
+        checkpoint=str(tmp_path / "ckpt.pt"),
+    )
     return replace(base, **kw)
 
 
@@ -58,8 +64,15 @@ def _same(a: dict, b: dict, prefix: tuple[str, ...]) -> bool:
 
 def test_freeze_keeps_frozen_blocks_bit_identical(prepared, source, tmp_path):
     before = _state(source)
-    tuned = fit(prepared, FEATURES, MODEL, _train(tmp_path), init=source, progress=False,
-                transfer=TransferParams(freeze="cnn_lstm"))
+    tuned = fit(
+        prepared,
+        FEATURES,
+        MODEL,
+        _train(tmp_path),
+        init=source,
+        progress=False,
+        transfer=TransferParams(freeze="cnn_lstm"),
+    )
     after = _state(tuned.bundle)
     # weights and batch-norm running statistics of extractor + LSTM unchanged, head trained
     assert _same(before, after, ("features.", "lstm."))
@@ -68,8 +81,15 @@ def test_freeze_keeps_frozen_blocks_bit_identical(prepared, source, tmp_path):
 
 def test_freeze_cnn_trains_the_lstm(prepared, source, tmp_path):
     before = _state(source)
-    tuned = fit(prepared, FEATURES, MODEL, _train(tmp_path), init=source, progress=False,
-                transfer=TransferParams(freeze="cnn"))
+    tuned = fit(
+        prepared,
+        FEATURES,
+        MODEL,
+        _train(tmp_path),
+        init=source,
+        progress=False,
+        transfer=TransferParams(freeze="cnn"),
+    )
     after = _state(tuned.bundle)
     assert _same(before, after, ("features.",))
     assert not _same(before, after, ("lstm.",))
@@ -97,14 +117,23 @@ def test_block_mapping_per_family():
     assert block_of("transformer", "head.net.0.weight") == "head"
     space = transfer_search_space()
     assert set(space) == {"freeze", "pretrained_lr_mult", "warmup_epochs", "refit_normaliser"}
-    replace(TransferParams(), **{k: v[1][0] if v[0] == "categorical" else v[1]
-                                 for k, v in space.items()})  # every key is a field
+    replace(
+        TransferParams(),
+        **{k: v[1][0] if v[0] == "categorical" else v[1] for k, v in space.items()},
+    )  # every key is a field
 
 
 def test_warmup_trains_only_the_head(prepared, source, tmp_path):
     before = _state(source)
-    tuned = fit(prepared, FEATURES, MODEL, _train(tmp_path, epochs=2), init=source,
-                progress=False, transfer=TransferParams(warmup_epochs=2))
+    tuned = fit(
+        prepared,
+        FEATURES,
+        MODEL,
+        _train(tmp_path, epochs=2),
+        init=source,
+        progress=False,
+        transfer=TransferParams(warmup_epochs=2),
+    )
     after = _state(tuned.bundle)
     assert _same(before, after, ("features.", "lstm."))
     assert not _same(before, after, ("head.",))
@@ -131,16 +160,24 @@ def test_grown_input_channel_is_zero_initialised(prepared, tmp_path):
     assert torch.allclose(net(x), src.network(x[:, :3]), atol=1e-6)
     # through fit: a model with another head width loads the conv stack, skips the rest
     wide = ModelParams(MODEL.name, {**MODEL.hparams, "head_hidden": 16})
-    tuned = fit(prepared, FEATURES, wide, _train(tmp_path / "b"), init=src, progress=False,
-                transfer=TransferParams(freeze="cnn"))
+    tuned = fit(
+        prepared,
+        FEATURES,
+        wide,
+        _train(tmp_path / "b"),
+        init=src,
+        progress=False,
+        transfer=TransferParams(freeze="cnn"),
+    )
     assert tuned.bundle.network.head.net[0].out_features == 16
 
 
 def test_pretrain_learns_sp_time_and_fine_tunes(prepared, tmp_path):
     from deepvs30.pretrain import PretrainParams, pretrain
 
-    params = PretrainParams(targets=["sp_time"], epochs=8, batch_size=16, lr=3e-3,
-                            num_threads=1, patience=8)
+    params = PretrainParams(
+        targets=["sp_time"], epochs=8, batch_size=16, lr=3e-3, num_threads=1, patience=8
+    )
     result = pretrain(prepared, FEATURES, MODEL, params)
     losses = [row["val_loss"] for row in result.history]
     assert min(losses[-3:]) < losses[0]
@@ -148,8 +185,15 @@ def test_pretrain_learns_sp_time_and_fine_tunes(prepared, tmp_path):
     assert val["val_sp_time_mae"] < 0.9 * val["val_sp_time_mae_mean_predictor"]
     assert result.bundle.features.ps_channel is False  # no P/S channel while pre-training
     loaded = ModelBundle.load(result.bundle.save(tmp_path / "pre"))
-    tuned = fit(prepared, FEATURES, MODEL, _train(tmp_path), init=loaded, progress=False,
-                transfer=TransferParams(pretrained_lr_mult=0.3))
+    tuned = fit(
+        prepared,
+        FEATURES,
+        MODEL,
+        _train(tmp_path),
+        init=loaded,
+        progress=False,
+        transfer=TransferParams(pretrained_lr_mult=0.3),
+    )
     assert tuned.bundle.features.in_channels == 4
 
 
@@ -159,13 +203,26 @@ def _params_file(tmp_path: Path, prepared: Path) -> Path:
         "prepare": {"out": str(prepared)},
         "features": {"window_s": 20.0},
         "model": {"name": MODEL.name, "hparams": MODEL.hparams},
-        "train": {"epochs": 1, "batch_size": 16, "num_threads": 1,
-                  "out": str(tmp_path / "tuned"), "checkpoint": str(tmp_path / "ck.pt")},
-        "transfer": {"init_from": None, "freeze": "cnn", "pretrained_lr_mult": 0.5,
-                     "warmup_epochs": 0, "refit_normaliser": False},
-        "mlflow": {"experiment": "t", "registered_model": "vs30",
-                   "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
-                   "artifact_root": str(tmp_path / "mlruns")},
+        "train": {
+            "epochs": 1,
+            "batch_size": 16,
+            "num_threads": 1,
+            "out": str(tmp_path / "tuned"),
+            "checkpoint": str(tmp_path / "ck.pt"),
+        },
+        "transfer": {
+            "init_from": None,
+            "freeze": "cnn",
+            "pretrained_lr_mult": 0.5,
+            "warmup_epochs": 0,
+            "refit_normaliser": False,
+        },
+        "mlflow": {
+            "experiment": "t",
+            "registered_model": "vs30",
+            "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "artifact_root": str(tmp_path / "mlruns"),
+        },
     }
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
@@ -184,8 +241,15 @@ def test_init_from_registry_alias_records_lineage(prepared, tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     params_file = _params_file(tmp_path, prepared)
     mlflow_params = MlflowParams(**yaml.safe_load(params_file.read_text())["mlflow"])
-    train_and_log(prepared, FEATURES, MODEL, _train(tmp_path / "src"), mlflow_params,
-                  tmp_path / "data", tmp_path / "src")
+    train_and_log(
+        prepared,
+        FEATURES,
+        MODEL,
+        _train(tmp_path / "src"),
+        mlflow_params,
+        tmp_path / "data",
+        tmp_path / "src",
+    )
     first = register_model(tmp_path / "src", None, mlflow_params, extra_tags={})
     assert "champion" in first["aliases"]
 

@@ -231,10 +231,18 @@ def test_transfer_options_sample_the_fine_tuning_space():
     assert transfer_options(None, None) is None
     fixed = transfer_options(None, {"init_from": "models:/src@champion", "freeze": "cnn"})
     assert fixed.init_from == "models:/src@champion" and fixed.freeze == "cnn"
-    trial = optuna.trial.FixedTrial({"transfer.freeze": "cnn_lstm",
-                                     "transfer.pretrained_lr_mult": 0.1,
-                                     "transfer.warmup_epochs": 2,
-                                     "transfer.refit_normaliser": False})
+    trial = optuna.trial.FixedTrial(
+        {
+            "transfer.freeze": "cnn_lstm",
+            "transfer.pretrained_lr_mult": 0.1,
+            "transfer.warmup_epochs": 2,
+            "transfer.refit_normaliser": False,
+        }
+    )
     got = transfer_options(trial, {"init_from": "models:/src@champion", "search": True})
     assert (got.freeze, got.pretrained_lr_mult, got.warmup_epochs, got.refit_normaliser) == (
-        "cnn_lstm", 0.1, 2, False)
+        "cnn_lstm",
+        0.1,
+        2,
+        False,
+    )

@@ -32,10 +32,15 @@ def make_tiny_dataset(
     for k in range(n_stations):
         vs30 = float(np.exp(rng.uniform(np.log(180), np.log(1200))))
         depth_m = rng.uniform(10, 40)
-        stations.append({
-            "code": f"T{k:03d}", "vs30": round(vs30, 1), "f0": vs30 / (4 * depth_m),
-            "lat": 38 + rng.normal(0, 0.5) + (k % 3), "lon": 30 + rng.normal(0, 0.5) + (k % 3),
-        })
+        stations.append(
+            {
+                "code": f"T{k:03d}",
+                "vs30": round(vs30, 1),
+                "f0": vs30 / (4 * depth_m),
+                "lat": 38 + rng.normal(0, 0.5) + (k % 3),
+                "lon": 30 + rng.normal(0, 0.5) + (k % 3),
+            }
+        )
     records = []
     for e in range(n_events):
         mag = rng.uniform(4, 6)
@@ -51,27 +56,29 @@ def make_tiny_dataset(
             f0 = min(st["f0"], 20.0)
             h = [_resonance(amp * (env_s + 0.1 * env_p) * noise[i], f0, gain) for i in (1, 2)]
             wave = np.stack([z, *h]) + 1e-5 * rng.standard_normal((3, n))
-            records.append((
-                {
-                    "trace_name": f"TN.{st['code']}.ev{e:02d}",
-                    "station_network_code": "TN",
-                    "station_code": st["code"],
-                    "station_latitude_deg": st["lat"],
-                    "station_longitude_deg": st["lon"],
-                    "station_vs30_mps": st["vs30"],
-                    "station_vs30_method": "synthetic",
-                    "source_id": f"ev{e:02d}",
-                    "source_magnitude": round(mag, 2),
-                    "source_latitude_deg": 38.5,
-                    "source_longitude_deg": 30.5,
-                    "source_depth_km": 10.0,
-                    "path_hyp_distance_km": round(dist_km, 2),
-                    "trace_sampling_rate_hz": FS_HZ,
-                    "trace_p_arrival_sample": round(tp * FS_HZ),
-                    "trace_s_arrival_sample": round(ts * FS_HZ),
-                    "trace_start_time": f"2020-01-{e + 1:02d}T00:00:00",
-                    "trace_p_status": "synthetic",
-                },
-                wave,
-            ))
+            records.append(
+                (
+                    {
+                        "trace_name": f"TN.{st['code']}.ev{e:02d}",
+                        "station_network_code": "TN",
+                        "station_code": st["code"],
+                        "station_latitude_deg": st["lat"],
+                        "station_longitude_deg": st["lon"],
+                        "station_vs30_mps": st["vs30"],
+                        "station_vs30_method": "synthetic",
+                        "source_id": f"ev{e:02d}",
+                        "source_magnitude": round(mag, 2),
+                        "source_latitude_deg": 38.5,
+                        "source_longitude_deg": 30.5,
+                        "source_depth_km": 10.0,
+                        "path_hyp_distance_km": round(dist_km, 2),
+                        "trace_sampling_rate_hz": FS_HZ,
+                        "trace_p_arrival_sample": round(tp * FS_HZ),
+                        "trace_s_arrival_sample": round(ts * FS_HZ),
+                        "trace_start_time": f"2020-01-{e + 1:02d}T00:00:00",
+                        "trace_p_status": "synthetic",
+                    },
+                    wave,
+                )
+            )
     return write_dataset(out_dir, records, total=len(records))

@@ -39,8 +39,10 @@ def smoothing_matrix(n_window: int, fs_hz: float, params: HvParams) -> np.ndarra
     freqs_hz = np.fft.rfftfreq(n_window, 1.0 / fs_hz)
     centres_hz = output_freqs(params)
     return np.stack(
-        [konno_ohmachi_smoothing_window(freqs_hz, fc, params.ko_bandwidth, normalize=True)
-         for fc in centres_hz]
+        [
+            konno_ohmachi_smoothing_window(freqs_hz, fc, params.ko_bandwidth, normalize=True)
+            for fc in centres_hz
+        ]
     )
 
 

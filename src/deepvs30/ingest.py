@@ -338,9 +338,11 @@ def _drop_conflicting_labels(
             kept.append((meta, waveform))
             continue
         values = ", ".join(f"{v:g}" for v in sorted(conflicting[key]))
-        quarantine(meta["trace_source_file"],
-                   f"station {key} has conflicting Vs30 labels ({values} m/s); "
-                   "give the right one with --stations")
+        quarantine(
+            meta["trace_source_file"],
+            f"station {key} has conflicting Vs30 labels ({values} m/s); "
+            "give the right one with --stations",
+        )
         summary.ingested -= 1
         summary.ingested_by_format[meta["trace_source_format"]] -= 1
     return kept

@@ -43,7 +43,9 @@ def run(args: argparse.Namespace, params: dict) -> int:
 
 
 def register_model(
-    model_dir: Path, metrics_file: Path | None, mlflow_params: MlflowParams,
+    model_dir: Path,
+    metrics_file: Path | None,
+    mlflow_params: MlflowParams,
     extra_tags: dict[str, str],
 ) -> dict:
     import mlflow
@@ -68,13 +70,19 @@ def register_model(
     if metrics_file is not None and metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text())
         tags["split"] = f"{metrics.get('split_column')}:{metrics.get('split')}"
-        for key, value in flatten("test", {"station": metrics.get("station", {}),
-                                           "baseline_median": metrics.get("baseline_median", {}),
-                                           "baseline_hv": metrics.get("baseline_hv", {})}).items():
+        for key, value in flatten(
+            "test",
+            {
+                "station": metrics.get("station", {}),
+                "baseline_median": metrics.get("baseline_median", {}),
+                "baseline_hv": metrics.get("baseline_hv", {}),
+            },
+        ).items():
             if key.endswith(("mape_pct", "std_ln", "pearson_r_ln")):
                 tags[key] = f"{value:.4f}"
-    version = mlflow.register_model(run_info["model_uri"], mlflow_params.registered_model,
-                                    tags=tags)
+    version = mlflow.register_model(
+        run_info["model_uri"], mlflow_params.registered_model, tags=tags
+    )
     name, number = mlflow_params.registered_model, version.version
     client.set_registered_model_alias(name, CHALLENGER, number)
     aliases = [CHALLENGER]
@@ -84,5 +92,11 @@ def register_model(
         client.set_registered_model_alias(name, CHAMPION, number)
         client.set_model_version_tag(name, number, "promotion", "first registered version")
         aliases.append(CHAMPION)
-    return {"name": name, "version": int(number), "run_id": run_info["run_id"],
-            "model_uri": f"models:/{name}/{number}", "aliases": aliases, "tags": tags}
+    return {
+        "name": name,
+        "version": int(number),
+        "run_id": run_info["run_id"],
+        "model_uri": f"models:/{name}/{number}",
+        "aliases": aliases,
+        "tags": tags,
+    }

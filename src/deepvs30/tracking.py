@@ -30,7 +30,7 @@ def configure(params: MlflowParams) -> str:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = os.environ.get("MLFLOW_TRACKING_URI", params.tracking_uri)
     if uri.startswith("postgresql://"):  # SQLAlchemy 2.1 reads it as psycopg 3; we ship psycopg2
-        uri = "postgresql+psycopg2://" + uri[len("postgresql://"):]
+        uri = "postgresql+psycopg2://" + uri[len("postgresql://") :]
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(params.experiment) is None:
         artifact_location = None

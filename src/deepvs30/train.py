@@ -455,7 +455,8 @@ def _log_dataset(prepared_dir: str | Path, data_dir: str | Path) -> None:
     prepared_dir = Path(prepared_dir)
     records = pd.read_csv(prepared_dir / "records.csv")
     dataset = mlflow.data.from_pandas(
-        records, source=str(Path(data_dir).resolve()),
+        records,
+        source=str(Path(data_dir).resolve()),
         name=f"{Path(data_dir).name}@{tracking.data_version(data_dir)}",
     )
     mlflow.log_input(dataset, context="training")

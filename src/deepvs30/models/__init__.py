@@ -26,9 +26,7 @@ from deepvs30.models.common import REPRESENTATIONS
 from deepvs30.models.lstm import LSTM
 from deepvs30.models.transformer import Transformer
 
-MODELS: dict[str, type[nn.Module]] = {
-    cls.family: cls for cls in (CNNLSTM, CNN, LSTM, Transformer)
-}
+MODELS: dict[str, type[nn.Module]] = {cls.family: cls for cls in (CNNLSTM, CNN, LSTM, Transformer)}
 
 # Ranges of the spectrogram front-end, added to search_space(name, "spectrogram").
 SPECTROGRAM_SPACE: dict[str, tuple] = {
@@ -37,7 +35,12 @@ SPECTROGRAM_SPACE: dict[str, tuple] = {
 }
 
 __all__ = [
-    "MODELS", "REPRESENTATIONS", "build_model", "describe", "model_hparams", "search_space",
+    "MODELS",
+    "REPRESENTATIONS",
+    "build_model",
+    "describe",
+    "model_hparams",
+    "search_space",
 ]
 
 
@@ -61,8 +64,12 @@ def search_space(name: str, representation: str = "waveform") -> dict[str, tuple
 
 
 def build_model(
-    name: str, in_channels: int, n_samples: int, n_scalars: int = 0,
-    representation: str = "waveform", **hparams: Any,
+    name: str,
+    in_channels: int,
+    n_samples: int,
+    n_scalars: int = 0,
+    representation: str = "waveform",
+    **hparams: Any,
 ) -> nn.Module:
     """Build family ``name`` with its defaults overridden by ``hparams``.
 
@@ -89,8 +96,11 @@ def build_model(
         raise ConfigError(f"n_scalars must be >= 0, got {n_scalars}")
     model = cls(in_channels, n_samples, n_scalars, representation, **hparams)
     model.spec = {
-        "name": name, "in_channels": in_channels, "n_samples": n_samples,
-        "n_scalars": n_scalars, "representation": representation,
+        "name": name,
+        "in_channels": in_channels,
+        "n_samples": n_samples,
+        "n_scalars": n_scalars,
+        "representation": representation,
         "hparams": {**defaults, **hparams},
     }
     return model

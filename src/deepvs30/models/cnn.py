@@ -39,14 +39,29 @@ class CNN(nn.Module):
     }
 
     def __init__(
-        self, in_channels: int, n_samples: int, n_scalars: int = 0,
-        representation: str = "waveform", *, conv_channels: int = 16, n_conv_blocks: int = 5,
-        kernel_size: int = 7, downsample: int = 64, head_hidden: int = 32, dropout: float = 0.1,
-        n_fft: int = 128, hop_length: int = 32,
+        self,
+        in_channels: int,
+        n_samples: int,
+        n_scalars: int = 0,
+        representation: str = "waveform",
+        *,
+        conv_channels: int = 16,
+        n_conv_blocks: int = 5,
+        kernel_size: int = 7,
+        downsample: int = 64,
+        head_hidden: int = 32,
+        dropout: float = 0.1,
+        n_fft: int = 128,
+        hop_length: int = 32,
     ):
         super().__init__()
-        check_positive(conv_channels=conv_channels, n_conv_blocks=n_conv_blocks,
-                       kernel_size=kernel_size, downsample=downsample, head_hidden=head_hidden)
+        check_positive(
+            conv_channels=conv_channels,
+            n_conv_blocks=n_conv_blocks,
+            kernel_size=kernel_size,
+            downsample=downsample,
+            head_hidden=head_hidden,
+        )
         check_dropout(dropout)
         self.frontend = Frontend(in_channels, representation, n_fft, hop_length)
         pools = pool_plan(downsample // self.frontend.hop, n_conv_blocks)

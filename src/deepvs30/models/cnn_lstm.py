@@ -53,16 +53,34 @@ class CNNLSTM(nn.Module):
     }
 
     def __init__(
-        self, in_channels: int, n_samples: int, n_scalars: int = 0,
-        representation: str = "waveform", *, conv_channels: int = 16, n_conv_blocks: int = 4,
-        kernel_size: int = 7, downsample: int = 32, lstm_hidden: int = 32, lstm_layers: int = 1,
-        bidirectional: bool = True, head_hidden: int = 32, dropout: float = 0.1,
-        n_fft: int = 128, hop_length: int = 32,
+        self,
+        in_channels: int,
+        n_samples: int,
+        n_scalars: int = 0,
+        representation: str = "waveform",
+        *,
+        conv_channels: int = 16,
+        n_conv_blocks: int = 4,
+        kernel_size: int = 7,
+        downsample: int = 32,
+        lstm_hidden: int = 32,
+        lstm_layers: int = 1,
+        bidirectional: bool = True,
+        head_hidden: int = 32,
+        dropout: float = 0.1,
+        n_fft: int = 128,
+        hop_length: int = 32,
     ):
         super().__init__()
-        check_positive(conv_channels=conv_channels, n_conv_blocks=n_conv_blocks,
-                       kernel_size=kernel_size, downsample=downsample, lstm_hidden=lstm_hidden,
-                       lstm_layers=lstm_layers, head_hidden=head_hidden)
+        check_positive(
+            conv_channels=conv_channels,
+            n_conv_blocks=n_conv_blocks,
+            kernel_size=kernel_size,
+            downsample=downsample,
+            lstm_hidden=lstm_hidden,
+            lstm_layers=lstm_layers,
+            head_hidden=head_hidden,
+        )
         check_dropout(dropout)
         self.frontend = Frontend(in_channels, representation, n_fft, hop_length)
         pools = pool_plan(downsample // self.frontend.hop, n_conv_blocks)
@@ -71,8 +89,12 @@ class CNNLSTM(nn.Module):
         widths = [conv_channels * (1 if i == 0 else 2) for i in range(n_conv_blocks)]
         self.features = ConvStack(self.frontend.out_channels, widths, kernel_size, pools, dropout)
         self.lstm = nn.LSTM(
-            widths[-1], lstm_hidden, num_layers=lstm_layers, batch_first=True,
-            bidirectional=bidirectional, dropout=dropout if lstm_layers > 1 else 0.0,
+            widths[-1],
+            lstm_hidden,
+            num_layers=lstm_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if lstm_layers > 1 else 0.0,
         )
         self.head = Head(lstm_hidden * (2 if bidirectional else 1), n_scalars, head_hidden, dropout)
 

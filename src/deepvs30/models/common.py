@@ -64,8 +64,13 @@ class Frontend(nn.Module):
         B, C, T = x.shape
         comps = x[:, : self.n_components].reshape(B * self.n_components, T)
         spec = torch.stft(
-            comps, self.n_fft, self.hop, window=self.window, center=True,
-            pad_mode="reflect", return_complex=True,
+            comps,
+            self.n_fft,
+            self.hop,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
+            return_complex=True,
         )  # (B * n_components, n_fft // 2 + 1, L)
         logmag = torch.log(spec.abs() + 1e-4).reshape(B, -1, spec.shape[-1])
         if self.n_masks:
@@ -89,7 +94,11 @@ class ConvStack(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, widths: list[int], kernel_size: int, pools: list[int],
+        self,
+        in_channels: int,
+        widths: list[int],
+        kernel_size: int,
+        pools: list[int],
         dropout: float = 0.0,
     ):
         super().__init__()

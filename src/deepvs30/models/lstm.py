@@ -37,21 +37,41 @@ class LSTM(nn.Module):
     }
 
     def __init__(
-        self, in_channels: int, n_samples: int, n_scalars: int = 0,
-        representation: str = "waveform", *, patch_size: int = 32, embed_dim: int = 32,
-        lstm_hidden: int = 48, lstm_layers: int = 1, bidirectional: bool = True,
-        head_hidden: int = 32, dropout: float = 0.1, n_fft: int = 128, hop_length: int = 32,
+        self,
+        in_channels: int,
+        n_samples: int,
+        n_scalars: int = 0,
+        representation: str = "waveform",
+        *,
+        patch_size: int = 32,
+        embed_dim: int = 32,
+        lstm_hidden: int = 48,
+        lstm_layers: int = 1,
+        bidirectional: bool = True,
+        head_hidden: int = 32,
+        dropout: float = 0.1,
+        n_fft: int = 128,
+        hop_length: int = 32,
     ):
         super().__init__()
-        check_positive(patch_size=patch_size, embed_dim=embed_dim, lstm_hidden=lstm_hidden,
-                       lstm_layers=lstm_layers, head_hidden=head_hidden)
+        check_positive(
+            patch_size=patch_size,
+            embed_dim=embed_dim,
+            lstm_hidden=lstm_hidden,
+            lstm_layers=lstm_layers,
+            head_hidden=head_hidden,
+        )
         check_dropout(dropout)
         self.frontend = Frontend(in_channels, representation, n_fft, hop_length)
         patch = max(1, round(patch_size / self.frontend.hop))
         self.embed = PatchEmbed(self.frontend.out_channels, embed_dim, patch)
         self.lstm = nn.LSTM(
-            embed_dim, lstm_hidden, num_layers=lstm_layers, batch_first=True,
-            bidirectional=bidirectional, dropout=dropout if lstm_layers > 1 else 0.0,
+            embed_dim,
+            lstm_hidden,
+            num_layers=lstm_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if lstm_layers > 1 else 0.0,
         )
         self.head = Head(lstm_hidden * (2 if bidirectional else 1), n_scalars, head_hidden, dropout)
 

@@ -53,14 +53,32 @@ class Transformer(nn.Module):
     }
 
     def __init__(
-        self, in_channels: int, n_samples: int, n_scalars: int = 0,
-        representation: str = "waveform", *, patch_size: int = 32, d_model: int = 32,
-        n_heads: int = 4, n_layers: int = 2, ff_mult: int = 2, pos_encoding: str = "sinusoidal",
-        head_hidden: int = 32, dropout: float = 0.1, n_fft: int = 128, hop_length: int = 32,
+        self,
+        in_channels: int,
+        n_samples: int,
+        n_scalars: int = 0,
+        representation: str = "waveform",
+        *,
+        patch_size: int = 32,
+        d_model: int = 32,
+        n_heads: int = 4,
+        n_layers: int = 2,
+        ff_mult: int = 2,
+        pos_encoding: str = "sinusoidal",
+        head_hidden: int = 32,
+        dropout: float = 0.1,
+        n_fft: int = 128,
+        hop_length: int = 32,
     ):
         super().__init__()
-        check_positive(patch_size=patch_size, d_model=d_model, n_heads=n_heads,
-                       n_layers=n_layers, ff_mult=ff_mult, head_hidden=head_hidden)
+        check_positive(
+            patch_size=patch_size,
+            d_model=d_model,
+            n_heads=n_heads,
+            n_layers=n_layers,
+            ff_mult=ff_mult,
+            head_hidden=head_hidden,
+        )
         check_dropout(dropout)
         if d_model % n_heads or d_model % 2:
             raise ConfigError(f"d_model={d_model} must be even and divisible by n_heads={n_heads}")
@@ -77,7 +95,12 @@ class Transformer(nn.Module):
         else:
             self.register_buffer("pos", sinusoidal_encoding(n_tokens, d_model), persistent=False)
         layer = nn.TransformerEncoderLayer(
-            d_model, n_heads, ff_mult * d_model, dropout, activation="gelu", batch_first=True,
+            d_model,
+            n_heads,
+            ff_mult * d_model,
+            dropout,
+            activation="gelu",
+            batch_first=True,
             norm_first=True,
         )
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
