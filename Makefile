@@ -54,7 +54,7 @@ promote: $(STAMP) ## move the champion alias if the challenger is better (params
 	deepvs30 promote
 
 bench: $(STAMP) ## speed, memory and scaling benchmarks -> bench/results.json
-	deepvs30 bench $(if $(QUICK),--quick,)
+	deepvs30 bench $(EXP_ARGS)
 
 lint: $(STAMP) ## ruff
 	ruff check src tests
@@ -63,14 +63,15 @@ lint: $(STAMP) ## ruff
 clean: ## remove prepared artefacts, models and reports (keeps data/, mlflow.db and .venv)
 	rm -rf prepared models reports metrics.json
 
+EXP_ARGS = $(if $(QUICK),--quick,) $(if $(SEEDS),--seeds $(SEEDS),)
 .PHONY: exp-rivals exp-transfer-curve exp-cross-cluster exp-synth-to-real exp-ps-ablation
 exp-rivals: $(STAMP) ## the pipeline's model beside the cnn, lstm, transformer rivals and without P/S (after reproduce)
-	python -m deepvs30.experiments rivals $(if $(QUICK),--quick,)
+	python -m deepvs30.experiments rivals $(EXP_ARGS)
 exp-transfer-curve: $(STAMP) ## transfer experiment: target-only vs pre-train+fine-tune as target stations shrink
-	python -m deepvs30.experiments transfer_curve $(if $(QUICK),--quick,)
+	python -m deepvs30.experiments transfer_curve $(EXP_ARGS)
 exp-cross-cluster: $(STAMP) ## transfer experiment: pre-train on other clusters, fine-tune on a held-out one
-	python -m deepvs30.experiments cross_cluster $(if $(QUICK),--quick,)
+	python -m deepvs30.experiments cross_cluster $(EXP_ARGS)
 exp-synth-to-real: $(STAMP) ## transfer experiment: synthetic pre-training, zero-shot and fine-tuned on real records
-	python -m deepvs30.experiments synth_to_real $(if $(QUICK),--quick,)
+	python -m deepvs30.experiments synth_to_real $(EXP_ARGS)
 exp-ps-ablation: $(STAMP) ## transfer experiment: with and without the P/S channel, scratch vs pretext pre-training
-	python -m deepvs30.experiments ps_ablation $(if $(QUICK),--quick,)
+	python -m deepvs30.experiments ps_ablation $(EXP_ARGS)

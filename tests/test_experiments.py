@@ -31,3 +31,28 @@ def test_rivals_quick_trains_every_arm_on_the_pipeline_split(tmp_path, monkeypat
     assert np.isfinite(table["station_mape_pct"]).all()
     assert (table["best_epoch"] <= 2).all()  # --quick: 2 epochs
     assert (tmp_path / "exp" / "rivals_quick.png").stat().st_size > 5000
+
+
+def test_summary_over_seeds_gives_mean_and_spread_per_arm():
+    import pandas as pd
+
+    from deepvs30.experiments import make_setup, summarise
+
+    table = pd.DataFrame(
+        {
+            "arm": ["a", "b", "a", "b", "pretext"],
+            "seed": [42, 42, 43, 43, 42],
+            "station_mape_pct": [10.0, 30.0, 14.0, 30.0, None],  # pretext: no Vs30 score
+            "station_pearson_r_ln": [0.9, 0.1, 0.7, 0.3, None],
+            "pred_std_ln": [0.5, 0.1, 0.3, 0.1, None],
+        }
+    )
+    summary = summarise(table).set_index("arm")
+    assert list(summary.index) == ["a", "b"]
+    assert summary.loc["a", "station_mape_pct_mean"] == 12.0
+    assert summary.loc["a", "station_mape_pct_sd"] == round(np.std([10.0, 14.0], ddof=1), 3)
+    assert summary.loc["b", "station_mape_pct_sd"] == 0.0
+    assert summary.loc["a", "station_pearson_r_ln_mean"] == 0.8
+    assert (summary["seeds"] == 2).all()
+    assert make_setup("x", quick=False).seeds == 3 and make_setup("x", quick=True).seeds == 1
+    assert make_setup("x", quick=True, seeds=2).seeds == 2

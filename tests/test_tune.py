@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -246,3 +247,64 @@ def test_transfer_options_sample_the_fine_tuning_space():
         2,
         False,
     )
+
+
+def test_first_trial_is_the_pipeline_configuration(workdir, prepared):
+    params = tiny_params(workdir, prepared, n_trials=2)
+    params["features"].update(window_s=10.0, segmentation="s_start", ps_channel=False)
+    params["train"].update(lr=2.0e-3, batch_size=16)
+    sizes = {"conv_channels": 5, "n_conv_blocks": 3, "head_hidden": 8}  # TINY_HPARAMS fixes 2
+    params["model"] = {"name": "cnn", "hparams": sizes}
+    assert _tune(params) == 0
+
+    trials = study_of(params["tune"]["storage"]).get_trials()
+    assert trials[0].user_attrs["baseline"] is True and "baseline" not in trials[1].user_attrs
+    assert trials[0].params == {
+        "model": "cnn",
+        "lr": 2.0e-3,
+        "segmentation": "s_start",
+        "ps_channel": False,
+        "cnn.conv_channels": 5,
+        "cnn.kernel_size": 7,  # cnn defaults, in the cnn search space
+        "cnn.downsample": 64,
+        "cnn.dropout": 0.1,
+    }
+    _, children, _ = mlflow_runs(params)
+    tags = {c.data.tags["optuna_trial"]: c.data.tags["baseline"] for c in children}
+    assert tags == {"0": "true", "1": "false"}
+    best = json.loads((workdir / "models/tune/tiny/best/best_trial.json").read_text())
+    assert best["baseline_val_station_mape"] == trials[0].value
+    assert best["epochs_run"] == 4 and best["epochs_unpruned"] == 4
+
+
+def test_repository_defaults_are_a_trial_of_the_default_space():
+    """`make tune` measures the search against the pipeline's configuration only if that
+    configuration lies inside tune.space (else it is not enqueued)."""
+    import yaml
+
+    from deepvs30.search_space import baseline_params
+    from deepvs30.tune import load_setup
+
+    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    params["prepare"]["out"] = str(Path(__file__).parent)  # any existing folder
+    setup = load_setup(params)
+    values, outside = baseline_params(setup.space, setup.base)
+    assert outside == []
+    assert values["model"] == params["model"]["name"]
+    assert values["window_s"] == params["features"]["window_s"]
+
+
+def test_baseline_outside_the_space_is_named():
+    from deepvs30.search_space import Trial, baseline_params, parse_space
+    from deepvs30.segment import FeatureParams
+    from deepvs30.train import ModelParams, TrainParams
+
+    space = parse_space(
+        {"model": ["categorical", ["cnn"]], "window_s": ["categorical", [20.0, 30.0]]},
+        {"cnn": {"conv_channels": ["int", 8, 16], "kernel_size": 5}},
+        True,
+        "tune",
+    )
+    base = Trial(FeatureParams(window_s=40.0), ModelParams("cnn", {}), TrainParams())
+    _, outside = baseline_params(space, base)
+    assert outside == ["window_s: 40.0", "cnn.kernel_size: 7 (the space fixes 5)"]

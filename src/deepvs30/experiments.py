@@ -12,10 +12,16 @@
 - ``ps_ablation``: with and without the P/S channel, from scratch and after label-free pretext
   pre-training (S−P time, magnitude, ln distance; no P/S channel while pre-training).
 
-Each writes ``<out>/<name>.csv`` (one row per arm) and ``<out>/<name>.png``, and logs one parent
-MLflow run (experiment ``deepvs30-experiments``) with every training as a nested run (fine-tuned
-runs carry ``parent_model_uri``). Default sizes are for ~10 min on 2 CPU cores; ``--quick`` is
-a seconds-long smoke run. Data and prepared folders are cached under ``<out>/work/``.
+Default sizes are the pipeline's: the default synthetic corpus size (200 stations, 140
+events), its segmentation (P-centred 40 s with the P/S channel) and its CNN-LSTM, trained 12
+epochs; every experiment is repeated over ``--seeds`` training seeds (initialisation, batch
+order and the station subsets of ``transfer_curve``), the corpora and splits staying fixed.
+Each writes ``<out>/<name>.csv`` (one row per arm and seed), ``<out>/<name>_summary.csv``
+(mean and standard deviation over seeds) and ``<out>/<name>.png`` (the summary, with
+error bars), and logs one parent MLflow run (experiment ``deepvs30-experiments``) holding one
+nested run per seed, which holds every training as a nested run (fine-tuned runs carry
+``parent_model_uri``). ``--quick`` is a seconds-long smoke run. Data and prepared folders are
+cached under ``<out>/work/``.
 """
 
 from __future__ import annotations
@@ -61,32 +67,40 @@ class Setup:
     """Sizes of one experiment run (default or --quick)."""
 
     out: Path
-    stations: int = 80
-    events: int = 40
-    features: FeatureParams = FeatureParams(window_s=20.0)
-    model: ModelParams = ModelParams(
-        "cnn_lstm", {"conv_channels": 8, "n_conv_blocks": 3, "lstm_hidden": 16}
-    )
-    train: TrainParams = TrainParams(epochs=15, batch_size=32, patience=5, num_threads=2)
-    pretrain_epochs: int = 10
+    stations: int = 200
+    events: int = 140
+    features: FeatureParams = FeatureParams()
+    model: ModelParams = ModelParams("cnn_lstm", {})
+    train: TrainParams = TrainParams(epochs=12, batch_size=32, patience=4, num_threads=2)
+    pretrain_epochs: int = 8
     folds: int = 3
     fractions: tuple[float, ...] = FRACTIONS
+    seeds: int = 3
+    seed_index: int = 0  # which repetition runs: training seeds are train.seed + seed_index
 
     @property
     def work(self) -> Path:
         return self.out / "work"
 
+    @property
+    def runs(self) -> Path:
+        return self.work / "runs" / f"seed{self.seed_index}"
+
+
+QUICK_MODEL = ModelParams("cnn_lstm", {"conv_channels": 8, "n_conv_blocks": 3, "lstm_hidden": 16})
+
 
 def make_setup(out: str | Path, quick: bool, **sizes: int) -> Setup:
-    """Default (or --quick) sizes; ``sizes`` may override stations, events and epochs."""
+    """Default (or --quick) sizes; ``sizes`` may override stations, events, epochs and seeds."""
     setup = Setup(Path(out))
     if quick:
         train = replace(setup.train, epochs=2, patience=2)
         setup = replace(setup, stations=24, events=10, train=train, pretrain_epochs=2, folds=2,
-                        fractions=(0.25, 1.0))  # fmt: skip
+                        fractions=(0.25, 1.0), features=FeatureParams(window_s=20.0),
+                        model=QUICK_MODEL, seeds=1)  # fmt: skip
     if sizes.get("epochs"):
         setup = replace(setup, train=replace(setup.train, epochs=sizes["epochs"]))
-    return replace(setup, **{k: sizes[k] for k in ("stations", "events") if sizes.get(k)})
+    return replace(setup, **{k: sizes[k] for k in ("stations", "events", "seeds") if sizes.get(k)})
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -184,8 +198,9 @@ def train_arm(
     model = model or setup.model
     features = features or setup.features
     train = train or setup.train
-    out_dir = setup.work / "runs" / name
-    train = replace(train, out=str(out_dir), checkpoint=str(out_dir / "checkpoint.pt"))
+    out_dir = setup.runs / name
+    train = replace(train, out=str(out_dir), checkpoint=str(out_dir / "checkpoint.pt"),
+                    seed=train.seed + setup.seed_index)  # fmt: skip
     result = train_and_log(
         prepared_dir, features, model, train, MLFLOW, str(prepared_dir), out_dir,
         init=init.bundle if init else None, init_uri=init.model_uri if init else None,
@@ -223,9 +238,12 @@ def pretext_arm(setup: Setup, name: str, prepared_dir: Path) -> Arm:
     from deepvs30.pretrain import PretrainParams, pretrain_and_log
 
     params = PretrainParams(
-        epochs=setup.pretrain_epochs, batch_size=setup.train.batch_size, patience=5
+        seed=PretrainParams.seed + setup.seed_index,
+        epochs=setup.pretrain_epochs,
+        batch_size=setup.train.batch_size,
+        patience=5,
     )
-    out_dir = setup.work / "runs" / name
+    out_dir = setup.runs / name
     result = pretrain_and_log(
         prepared_dir, setup.features, setup.model, params, MLFLOW, out_dir, name, nested=True
     )
@@ -383,32 +401,55 @@ EXPERIMENTS: dict[str, Callable[[Setup], pd.DataFrame]] = {
 # --- plots and the runner ---------------------------------------------------------------------
 
 
-def plot(name: str, table: pd.DataFrame, path: Path) -> Path:
+SCORES = ("station_mape_pct", "station_pearson_r_ln", "pred_std_ln", "true_std_ln")
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per arm: mean and standard deviation over seeds of the station scores (the
+    arm's descriptive columns, e.g. method and fraction, kept)."""
+    keys = [c for c in ("arm", "method", "fraction", "ps_channel", "model") if c in table]
+    scored = table.dropna(subset=["station_mape_pct"])
+    grouped = scored.groupby(keys, sort=False, dropna=False)
+    summary = grouped.agg(
+        seeds=("seed", "nunique"),
+        **{f"{c}_mean": (c, "mean") for c in SCORES if c in scored},
+        station_mape_pct_sd=("station_mape_pct", "std"),
+    )
+    if "median_baseline_mape_pct" in scored:
+        summary["median_baseline_mape_pct"] = grouped["median_baseline_mape_pct"].mean()
+    return summary.reset_index().round(3)
+
+
+def plot(name: str, summary: pd.DataFrame, path: Path) -> Path:
+    """Station test MAPE per arm (mean over seeds, error bars one standard deviation)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
+    mean, sd = summary["station_mape_pct_mean"], summary["station_mape_pct_sd"].fillna(0.0)
     if name == "transfer_curve":
-        for method, group in table[table["fraction"] > 0].groupby("method"):
-            ax.plot(100 * group["fraction"], group["station_mape_pct"], "o-", label=method)
-        zero = table[table["fraction"] == 0]
+        curve = summary[summary["fraction"] > 0]
+        for method, group in curve.groupby("method"):
+            ax.errorbar(100 * group["fraction"], group["station_mape_pct_mean"],
+                        yerr=group["station_mape_pct_sd"].fillna(0.0), fmt="o-", capsize=3,
+                        label=method)  # fmt: skip
+        zero = summary[summary["fraction"] == 0]
         if len(zero):
-            ax.axhline(zero["station_mape_pct"].iloc[0], ls=":", c="gray", label="zero-shot")
-        ax.axhline(table["median_baseline_mape_pct"].iloc[-1], ls="--", c="k",
+            ax.axhline(zero["station_mape_pct_mean"].iloc[0], ls=":", c="gray", label="zero-shot")
+        full = curve[curve["fraction"] == curve["fraction"].max()]
+        ax.axhline(full["median_baseline_mape_pct"].iloc[0], ls="--", c="k",
                    label="training median (100%)")  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlabel("labelled target training stations (%)")
     else:
-        scored = table.dropna(subset=["station_mape_pct"])
-        ax.bar(scored["arm"], scored["station_mape_pct"], color="tab:blue")
-        for i, (mape, r) in enumerate(
-            zip(scored["station_mape_pct"], scored["station_pearson_r_ln"], strict=True)
-        ):
-            ax.text(i, mape, f"r={r:.2f}", ha="center", va="bottom", fontsize=8)  # fmt: skip
+        ax.bar(summary["arm"], mean, yerr=sd, capsize=3, color="tab:blue")
+        for i, (m, r) in enumerate(zip(mean, summary["station_pearson_r_ln_mean"], strict=True)):
+            ax.text(i, m, f"r={r:.2f}", ha="center", va="bottom", fontsize=8)
         ax.tick_params(axis="x", rotation=30)
-    ax.set_ylabel("station test MAPE (%)")
+    seeds = int(summary["seeds"].max())
+    ax.set_ylabel(f"station test MAPE (%), mean of {seeds} seed(s)")
     ax.set_title(name.replace("_", " "))
     ax.legend(fontsize=8) if ax.get_legend_handles_labels()[0] else None
     fig.tight_layout()
@@ -420,7 +461,8 @@ def plot(name: str, table: pd.DataFrame, path: Path) -> Path:
 def run_experiment(
     name: str, out: str | Path = "reports/experiments", quick: bool = False, **sizes: int
 ):
-    """Run one experiment under a parent MLflow run; returns the results table."""
+    """Run one experiment (each seed a nested MLflow run under one parent); returns the table
+    of every arm and seed. The summary over seeds is written beside it."""
     import mlflow
 
     from deepvs30 import tracking
@@ -433,19 +475,31 @@ def run_experiment(
     with mlflow.start_run(run_name=f"exp-{name}{'-quick' if quick else ''}"):
         mlflow.set_tags({"experiment": name, "quick": str(quick),
                          "git_commit": tracking.git_commit()})  # fmt: skip
-        sizes = {"stations": setup.stations, "events": setup.events,
+        sizes = {"stations": setup.stations, "events": setup.events, "seeds": setup.seeds,
                  "epochs": setup.train.epochs, "window_s": setup.features.window_s}  # fmt: skip
         mlflow.log_params({**sizes, **{f"model.{k}": v for k, v in setup.model.hparams.items()}})
-        table = EXPERIMENTS[name](setup)
+        tables = []
+        for index in range(setup.seeds):
+            seeded = replace(setup, seed_index=index)
+            with mlflow.start_run(run_name=f"seed{index}", nested=True):
+                part = EXPERIMENTS[name](seeded)
+            tables.append(part.assign(seed=setup.train.seed + index))
+            log.info("%s: seed %d of %d done", name, index + 1, setup.seeds)
+        table = pd.concat(tables, ignore_index=True)
         table["seconds_total"] = round(time.perf_counter() - t0, 1)
         csv = setup.out / f"{name}{'_quick' if quick else ''}.csv"
         table.to_csv(csv, index=False)
-        png = plot(name, table, csv.with_suffix(".png"))
-        for _, row in table.dropna(subset=["station_mape_pct"]).iterrows():
-            label = row["arm"] + (f"_{row['fraction']}" if "fraction" in row else "")
-            mlflow.log_metric(f"mape.{label}", float(row["station_mape_pct"]))
-        mlflow.log_artifact(str(csv))
-        mlflow.log_artifact(str(png))
+        summary = summarise(table)
+        summary_csv = csv.with_name(csv.stem + "_summary.csv")
+        summary.to_csv(summary_csv, index=False)
+        png = plot(name, summary, csv.with_suffix(".png"))
+        for _, row in summary.iterrows():
+            label = row["arm"]
+            mlflow.log_metric(f"mape.{label}", float(row["station_mape_pct_mean"]))
+            if pd.notna(row["station_mape_pct_sd"]):  # undefined for one seed
+                mlflow.log_metric(f"mape_sd.{label}", float(row["station_mape_pct_sd"]))
+        for path in (csv, summary_csv, png):
+            mlflow.log_artifact(str(path))
     return table
 
 
@@ -454,14 +508,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", choices=sorted(EXPERIMENTS))
     parser.add_argument("--out", default="reports/experiments")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for tests")
-    for size in ("stations", "events", "epochs"):
+    for size in ("stations", "events", "epochs", "seeds"):
         parser.add_argument(f"--{size}", type=int, help=f"override the default {size}")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    sizes = {k: getattr(args, k) for k in ("stations", "events", "epochs")}
+    sizes = {k: getattr(args, k) for k in ("stations", "events", "epochs", "seeds")}
     table = run_experiment(args.name, args.out, args.quick, **sizes)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.round(3).to_string(index=False))
+        print(summarise(table).to_string(index=False))
     return 0
 
 

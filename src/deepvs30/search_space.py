@@ -176,3 +176,41 @@ def sample(trial: Any, space: Space, base: Trial) -> Trial:
         base.train, **{k: suggest(trial, k, v) for k, v in space.entries.items() if k in TRAIN_KEYS}
     )
     return Trial(features, ModelParams(family, hparams), train)
+
+
+def baseline_params(space: Space, base: Trial) -> tuple[dict[str, Any], list[str]]:
+    """The Optuna parameters that make a trial train ``base`` (the pipeline's own
+    configuration), and the entries whose base value lies outside the space (the baseline
+    then cannot be one trial of it)."""
+    params: dict[str, Any] = {}
+    family = base.model.name
+    base_values: dict[str, Any] = {MODEL_KEY: family}
+    base_values.update({k: getattr(base.features, k) for k in FEATURE_KEYS})
+    base_values.update({k: getattr(base.train, k) for k in TRAIN_KEYS})
+    entries = {key: (key, entry, base_values[key]) for key, entry in space.entries.items()}
+    sizes = {**model_hparams(family), **base.model.hparams}
+    if space.search_hparams:
+        ranges: dict[str, Any] = {
+            key: parse_entry(spec, f"models.search_space({family})")
+            for key, spec in search_space(family, base.features.representation).items()
+        }
+    else:
+        ranges = {}
+    ranges.update(space.hparams.get(family, {}))
+    for key, entry in ranges.items():
+        entries[f"{family}.{key}"] = (f"{family}.{key}", entry, sizes[key])
+    outside = []
+    for name, entry, value in entries.values():
+        if not isinstance(entry, Dist):
+            if entry != value:
+                outside.append(f"{name}: {value!r} (the space fixes {entry!r})")
+            continue
+        inside = (
+            value in entry.choices
+            if entry.kind == "categorical"
+            else isinstance(value, int | float) and entry.low <= value <= entry.high
+        )
+        if not inside:
+            outside.append(f"{name}: {value!r}")
+        params[name] = value
+    return params, outside

@@ -45,6 +45,7 @@ from deepvs30.prepare import PrepareParams
 from deepvs30.search_space import (
     Space,
     Trial,
+    baseline_params,
     check_space,
     parse_entry,
     parse_space,
@@ -101,6 +102,7 @@ class TuneParams:
     search_hparams: bool = True
     hparams: dict[str, Any] = field(default_factory=dict)
     transfer: dict[str, Any] | None = None
+    enqueue_baseline: bool = True  # trial 0 of a new study trains the pipeline's configuration
 
 
 @dataclass(frozen=True)
@@ -513,7 +515,7 @@ def make_objective(setup: Setup, worker: str):
             if state["run_id"] is None:
                 state["run_id"] = mlflow.active_run().info.run_id
                 trial.set_user_attr("mlflow_run_id", state["run_id"])
-                mlflow.set_tags(_trial_tags(setup, trial.number))
+                mlflow.set_tags(_trial_tags(setup, trial))
             state["history"].append(row)
             trial.report(float(row[OBJECTIVE]), epoch)
             if trial.should_prune():
@@ -553,11 +555,12 @@ def make_objective(setup: Setup, worker: str):
     return objective
 
 
-def _trial_tags(setup: Setup, number: int) -> dict[str, str]:
+def _trial_tags(setup: Setup, trial) -> dict[str, str]:
     return {
         "optuna_study": setup.tune.study_name,
-        "optuna_trial": str(number),
+        "optuna_trial": str(trial.number),
         "deepvs30_role": TRIAL_ROLE,
+        "baseline": str(bool(trial.user_attrs.get("baseline", False))).lower(),
     }
 
 
@@ -594,6 +597,8 @@ def run_worker(setup: Setup) -> dict[str, int]:
     if remaining <= 0:
         log.info("study %s has its %d trials", setup.tune.study_name, setup.tune.n_trials)
         return counts(study)
+    if setup.tune.enqueue_baseline:
+        enqueue_baseline(study, setup)
     parent = parent_run_id(setup)
     worker = worker_id()
     log.info("worker %s: study %s, up to %d trials", worker, setup.tune.study_name, remaining)
@@ -608,6 +613,31 @@ def run_worker(setup: Setup) -> dict[str, int]:
             gc_after_trial=True,
         )
     return counts(study)
+
+
+def enqueue_baseline(study, setup: Setup) -> bool:
+    """Make the first trial of a new study the pipeline's own configuration (params.yaml
+    features, model and train, at tune.max_epochs), so the search is measured against it on
+    equal terms. Only the process that creates ``<study>.baseline`` in the storage enqueues;
+    a study that already has trials (a resume, another worker) is left as it is."""
+    import optuna
+
+    params, outside = baseline_params(setup.space, setup.base)
+    if outside:
+        log.warning("the pipeline's configuration is outside tune.space (%s); not enqueued",
+                    "; ".join(outside))  # fmt: skip
+        return False
+    if study.get_trials(deepcopy=False):
+        return False
+    try:
+        study._storage.create_new_study(
+            [optuna.study.StudyDirection.MINIMIZE], f"{setup.tune.study_name}.baseline"
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        return False
+    study.enqueue_trial(params, user_attrs={"baseline": True})
+    log.info("trial 0 of study %s: the pipeline's configuration", setup.tune.study_name)
+    return True
 
 
 def launch_workers(setup: Setup, n_workers: int, verbose: bool) -> list[int]:
@@ -736,11 +766,18 @@ def _log_study_summary(setup: Setup, study, best, info: dict) -> None:
         "mlflow_run_id": best.user_attrs.get("mlflow_run_id"),
         "registered": info,
         "counts": counts(study),
+        **compute_used(study, setup.tune.max_epochs),
     }
+    baseline = [t for t in study.trials if t.user_attrs.get("baseline") and t.value is not None]
+    if baseline:
+        summary[f"baseline_{OBJECTIVE}"] = baseline[0].value
     out_dir = setup.study_dir / "best"
     (out_dir / "best_trial.json").write_text(json.dumps(summary, indent=1, default=str))
     client.log_artifact(parent, str(out_dir / "best_trial.json"))
     client.log_metric(parent, f"best_{OBJECTIVE}", float(best.value))
+    for key in ("epochs_run", "epochs_unpruned", f"baseline_{OBJECTIVE}"):
+        if key in summary:
+            client.log_metric(parent, key, float(summary[key]))
     for state, n in summary["counts"].items():
         client.log_metric(parent, f"n_{state.lower()}", n)
     tags = {"best_trial": str(best.number), "registered_version": str(info["version"])}
@@ -750,6 +787,16 @@ def _log_study_summary(setup: Setup, study, best, info: dict) -> None:
     for path in study_plots(study, out_dir / "plots"):
         client.log_artifact(parent, str(path), artifact_path="plots")
     client.set_terminated(parent, "FINISHED")
+
+
+def compute_used(study, max_epochs: int) -> dict[str, int]:
+    """Epochs the finished trials ran (one reported value per epoch), against what they
+    would have run with neither pruning nor early stopping."""
+    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    return {
+        "epochs_run": sum(len(t.intermediate_values) for t in finished),
+        "epochs_unpruned": max_epochs * len(finished),
+    }
 
 
 def study_plots(study, out_dir: Path) -> list[Path]:
