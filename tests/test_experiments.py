@@ -56,3 +56,23 @@ def test_summary_over_seeds_gives_mean_and_spread_per_arm():
     assert (summary["seeds"] == 2).all()
     assert make_setup("x", quick=False).seeds == 3 and make_setup("x", quick=True).seeds == 1
     assert make_setup("x", quick=True, seeds=2).seeds == 2
+
+
+def test_derived_split_follows_its_source_corpus(tmp_path):
+    import pandas as pd
+
+    from deepvs30.experiments import derive_split
+
+    for name, n in (("small", 2), ("large", 3)):
+        src = tmp_path / name
+        src.mkdir()
+        pd.DataFrame({"station": [f"S{i}" for i in range(n)], "split": "train"}).to_csv(
+            src / "records.csv", index=False
+        )
+        for file in ("prepare.json", "stations.csv"):
+            (src / file).write_text(name)
+        np.save(src / "waveforms.npy", np.zeros((n, 3, 4), dtype=np.float32))
+        out = derive_split(src, tmp_path / "derived", lambda r: r["station"].eq("S0").map(
+            {True: "test", False: "train"}))  # fmt: skip
+    assert np.load(out / "waveforms.npy").shape[0] == 3  # not the cached small corpus
+    assert pd.read_csv(out / "records.csv")["split"].tolist() == ["test", "train", "train"]

@@ -279,5 +279,7 @@ def test_experiment_quick_mode_end_to_end(tmp_path, monkeypatch):
     runs = mlflow.search_runs(experiment_names=["deepvs30-experiments"])
     assert (runs["tags.mlflow.runName"] == "exp-ps_ablation-quick").sum() == 1
     tuned = runs[runs["tags.mlflow.runName"] == "pretext_finetune_ps"]
-    pretext = json.loads((tmp_path / "exp" / "work" / "runs" / "seed0" / "pretext" / "run.json").read_text())
+    pretext = json.loads(
+        (tmp_path / "exp" / "work" / "runs" / "seed0" / "pretext" / "run.json").read_text()
+    )
     assert (tuned["tags.parent_model_uri"] == pretext["model_uri"]).all()

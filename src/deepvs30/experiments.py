@@ -157,8 +157,8 @@ def derive_split(prepared_dir: Path, out_dir: Path, split: Callable[[pd.DataFram
     for name in ("prepare.json", "stations.csv"):
         shutil.copy(prepared_dir / name, out_dir / name)
     link = out_dir / "waveforms.npy"
-    if not link.exists():
-        link.symlink_to((prepared_dir / "waveforms.npy").resolve())
+    link.unlink(missing_ok=True)  # a cached folder may point at an older corpus
+    link.symlink_to((prepared_dir / "waveforms.npy").resolve())
     return out_dir
 
 
