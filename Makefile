@@ -54,7 +54,7 @@ promote: $(STAMP) ## move the champion alias if the challenger is better (params
 	deepvs30 promote
 
 bench: $(STAMP) ## speed, memory and scaling benchmarks -> bench/results.json
-	deepvs30 bench $(EXP_ARGS)
+	deepvs30 bench $(if $(QUICK),--quick,)
 
 lint: $(STAMP) ## ruff
 	ruff check src tests

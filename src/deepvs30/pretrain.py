@@ -31,7 +31,7 @@ from deepvs30.models.common import LOG_SIGMA_BOUND, Head
 from deepvs30.prepare import PrepareParams, load_prepared
 from deepvs30.preprocess import PreprocessParams
 from deepvs30.segment import FeatureParams
-from deepvs30.train import ModelParams, select_split, set_determinism
+from deepvs30.train import ModelParams, run_epoch, select_split, set_determinism
 from deepvs30.windows import Normaliser, usable_records, window_of
 
 log = logging.getLogger(__name__)
@@ -192,8 +192,13 @@ def pretrain(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(params.epochs, 1))
     history: list[dict] = []
     best = {"val_loss": np.inf, "epoch": 0, "state": None}
+
+    def batch_loss(batch) -> tuple[torch.Tensor, int]:
+        x, z = batch
+        return masked_nll(network(x), z), len(z)
+
     for epoch in range(1, params.epochs + 1):
-        train_loss = _train_epoch(network, optimiser, loader)
+        train_loss = run_epoch(network, optimiser, loader, batch_loss)
         scheduler.step()
         val = _val_metrics(network, datasets["val"], params.targets, std)
         history.append({"epoch": epoch, "train_loss": train_loss, **val})
@@ -210,20 +215,6 @@ def pretrain(
     bundle = ModelBundle(model.name, dict(model.hparams), features, preprocess, normaliser, network)
     stats = {"targets": params.targets, "mean": mean.tolist(), "std": std.tolist()}
     return PretrainResult(bundle, history, best["epoch"], final, stats, time.perf_counter() - t0)
-
-
-def _train_epoch(network: nn.Module, optimiser, loader) -> float:
-    network.train()
-    total, count = 0.0, 0
-    for x, z in loader:
-        optimiser.zero_grad(set_to_none=True)
-        loss = masked_nll(network(x), z)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
-        optimiser.step()
-        total += float(loss.detach()) * len(z)
-        count += len(z)
-    return total / max(count, 1)
 
 
 @torch.no_grad()

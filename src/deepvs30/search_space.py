@@ -155,23 +155,30 @@ def suggest(trial: Any, name: str, entry: Any) -> Any:
     return trial.suggest_float(name, float(entry.low), float(entry.high), log=entry.log)
 
 
+def size_entries(
+    space: Space, family: str, representation: str, base_model: ModelParams
+) -> dict[str, Any]:
+    """The sizes of ``family`` a trial gets (size -> Dist or fixed value): with
+    ``search_hparams`` the ranges of ``models.search_space``, else ``model.hparams`` (for the
+    configured family); ``tune.hparams[family]`` overrides either."""
+    if space.search_hparams:
+        entries: dict[str, Any] = {
+            key: parse_entry(spec, f"models.search_space({family})")
+            for key, spec in search_space(family, representation).items()
+        }
+    else:
+        entries = dict(base_model.hparams) if family == base_model.name else {}
+    entries.update(space.hparams.get(family, {}))
+    return entries
+
+
 def sample(trial: Any, space: Space, base: Trial) -> Trial:
     """The configuration of one trial: base sections with the sampled values replaced."""
     family = suggest(trial, MODEL_KEY, space.entries.get(MODEL_KEY, base.model.name))
     feats = {k: suggest(trial, k, v) for k, v in space.entries.items() if k in FEATURE_KEYS}
     features = replace(base.features, **feats)
-    if space.search_hparams:
-        ranges: dict[str, Any] = {
-            key: parse_entry(spec, f"models.search_space({family})")
-            for key, spec in search_space(family, features.representation).items()
-        }
-        ranges.update(space.hparams.get(family, {}))
-        hparams = {key: suggest(trial, f"{family}.{key}", e) for key, e in ranges.items()}
-    else:
-        hparams = dict(base.model.hparams) if family == base.model.name else {}
-        hparams.update(space.hparams.get(family, {}))
-        if any(isinstance(v, Dist) for v in hparams.values()):
-            hparams = {key: suggest(trial, f"{family}.{key}", e) for key, e in hparams.items()}
+    sizes = size_entries(space, family, features.representation, base.model)
+    hparams = {key: suggest(trial, f"{family}.{key}", e) for key, e in sizes.items()}
     train = replace(
         base.train, **{k: suggest(trial, k, v) for k, v in space.entries.items() if k in TRAIN_KEYS}
     )
@@ -189,15 +196,7 @@ def baseline_params(space: Space, base: Trial) -> tuple[dict[str, Any], list[str
     base_values.update({k: getattr(base.train, k) for k in TRAIN_KEYS})
     entries = {key: (key, entry, base_values[key]) for key, entry in space.entries.items()}
     sizes = {**model_hparams(family), **base.model.hparams}
-    if space.search_hparams:
-        ranges: dict[str, Any] = {
-            key: parse_entry(spec, f"models.search_space({family})")
-            for key, spec in search_space(family, base.features.representation).items()
-        }
-    else:
-        ranges = {}
-    ranges.update(space.hparams.get(family, {}))
-    for key, entry in ranges.items():
+    for key, entry in size_entries(space, family, base.features.representation, base.model).items():
         entries[f"{family}.{key}"] = (f"{family}.{key}", entry, sizes[key])
     outside = []
     for name, entry, value in entries.values():

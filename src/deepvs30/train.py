@@ -16,9 +16,10 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -203,21 +204,37 @@ def fit(
     return TrainResult(bundle, history, best["epoch"], final_val, skipped, time.perf_counter() - t0)
 
 
-def _train_epoch(network, optimiser, loader, loss_kind: str, progress: bool, epoch: int) -> float:
+def run_epoch(
+    network: torch.nn.Module,
+    optimiser: torch.optim.Optimizer,
+    batches: Iterable,
+    batch_loss: Callable[[Any], tuple[torch.Tensor, int]],
+) -> float:
+    """One training pass, shared by train and pretrain: per batch, ``batch_loss(batch)`` gives
+    the loss and the number of records; gradients clipped at norm 5. Returns the
+    record-weighted mean loss."""
     network.train()
     total, count = 0.0, 0
-    for x, s, y in tqdm(
-        loader, desc=f"epoch {epoch}", leave=False, disable=not progress, mininterval=5.0
-    ):
+    for batch in batches:
         optimiser.zero_grad(set_to_none=True)
-        out = network(x, s if s.shape[1] else None)
-        loss = loss_fn(loss_kind, out, y)
+        loss, n_records = batch_loss(batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
         optimiser.step()
-        total += float(loss.detach()) * len(y)
-        count += len(y)
+        total += float(loss.detach()) * n_records
+        count += n_records
     return total / max(count, 1)
+
+
+def _train_epoch(network, optimiser, loader, loss_kind: str, progress: bool, epoch: int) -> float:
+    def batch_loss(batch) -> tuple[torch.Tensor, int]:
+        x, s, y = batch
+        return loss_fn(loss_kind, network(x, s if s.shape[1] else None), y), len(y)
+
+    batches = tqdm(
+        loader, desc=f"epoch {epoch}", leave=False, disable=not progress, mininterval=5.0
+    )
+    return run_epoch(network, optimiser, batches, batch_loss)
 
 
 @torch.no_grad()

@@ -622,12 +622,12 @@ def enqueue_baseline(study, setup: Setup) -> bool:
     a study that already has trials (a resume, another worker) is left as it is."""
     import optuna
 
+    if study.get_trials(deepcopy=False):
+        return False
     params, outside = baseline_params(setup.space, setup.base)
     if outside:
         log.warning("the pipeline's configuration is outside tune.space (%s); not enqueued",
                     "; ".join(outside))  # fmt: skip
-        return False
-    if study.get_trials(deepcopy=False):
         return False
     try:
         study._storage.create_new_study(
