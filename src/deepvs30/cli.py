@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "promote": ("deepvs30.promote", "champion/challenger promotion in the MLflow registry"),
     "predict": ("deepvs30.predict", "Vs30 of stations from raw record files"),
     "bench": ("deepvs30.bench", "speed, memory and scaling benchmarks"),
+    "real-benchmark": ("deepvs30.realbench", "station-disjoint benchmark on the real records"),
 }
 
 

@@ -155,3 +155,39 @@ def evaluation_plots(tables: dict, history_csv: Path, out_dir: Path) -> list[Pat
     )
     paths.append(out_dir / "station_predictions.csv")
     return paths
+
+
+def real_benchmark(oof: pd.DataFrame, summary: pd.DataFrame, best: str, out_dir: Path) -> list:
+    """Real benchmark figures: out-of-fold predicted vs measured Vs30 of the best arm beside
+    the baselines (seed 0), residuals by NEHRP class, and station MAPE of every arm (mean and
+    sd over seeds) on the station-disjoint folds."""
+    from deepvs30.metrics import nehrp_class
+
+    seed0 = oof[oof["seed"] == 0]
+    best_rows = seed0[seed0["arm"] == best].set_index("station")
+    stations = best_rows[["vs30_mps"]].assign(pred_mps=np.exp(best_rows["ln_pred"]))
+    if "sigma_ln" in best_rows and best_rows["sigma_ln"].notna().all():
+        stations["sigma_ln"] = best_rows["sigma_ln"]
+    for arm, column in (("hv_f0", "hv_baseline_mps"), ("median", "median_baseline_mps")):
+        rows = seed0[seed0["arm"] == arm].set_index("station")
+        if len(rows):
+            stations[column] = np.exp(rows["ln_pred"]).reindex(stations.index)
+    stations = stations.reset_index()
+    if "median_baseline_mps" in stations:  # per-fold medians: show their median as one line
+        stations["median_baseline_mps"] = stations["median_baseline_mps"].median()
+    paths = [pred_vs_true(stations, out_dir / "real_pred_vs_true.png")]
+    stations["true_class"] = nehrp_class(stations["vs30_mps"])
+    paths.append(residuals_by_class(stations, out_dir / "real_residuals_by_class.png"))
+    kfold = summary[summary["scheme"] == "station_kfold"].sort_values("mape_pct_mean")
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(kfold) + 1.5))
+    ax.barh(
+        kfold["arm"],
+        kfold["mape_pct_mean"],
+        xerr=kfold["mape_pct_sd"].fillna(0),
+        color=["tab:green" if a in ("median", "hv_f0") else "tab:blue" for a in kfold["arm"]],
+    )
+    ax.invert_yaxis()
+    ax.set(xlabel="station MAPE % (out of fold, mean ± sd over seeds)",
+           title="Real records, station-disjoint folds (green: baselines)")  # fmt: skip
+    paths.append(_save(fig, out_dir / "real_arms.png"))
+    return paths

@@ -9,6 +9,11 @@ Segmentation options of the method (arXiv 2503.05224) and one more:
 
 ``offset_s`` shifts the window. Optional P/S information: a mask channel equal to 1 between
 the P and S arrivals (as the method does) and/or the S−P time (s) as a scalar input.
+Optional site physics: ``hv_bins`` > 0 adds the record's earthquake H/V curve (ln H/V at
+``hv_bins`` log-spaced frequencies, 0.5–20 Hz, geometric mean of the horizontals,
+Konno–Ohmachi b = 40; :mod:`deepvs30.hvsr`) as scalar inputs. Its window is
+``hv_window_s`` long from ``hv_pre_pga_s`` before the PGA: strong-motion PGA falls in the
+S-wave train, so this is an S window that needs no picks (predict never skips a record for it).
 With ``amplitude: per_record`` each window is divided by its own peak, so that absolute
 amplitude (which carries magnitude and distance, not site) is not a shortcut; the ratios
 between components (H/V) are kept.
@@ -20,6 +25,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+# The earthquake-H/V standard band and smoothing (SESAME 2004; Konno & Ohmachi 1998).
+HV_FMIN_HZ, HV_FMAX_HZ, HV_KO_BANDWIDTH = 0.5, 20.0, 40.0
 SEGMENTATIONS = ("p_centred", "pga_centred", "s_start", "whole")
 REPRESENTATIONS = ("waveform", "spectrogram")
 AMPLITUDES = ("per_record", "absolute")
@@ -38,6 +45,9 @@ class FeatureParams:
     sp_scalar: bool = False
     representation: str = "waveform"
     amplitude: str = "per_record"
+    hv_bins: int = 0  # ln H/V curve at this many frequencies as scalars (0 = off)
+    hv_window_s: float = 40.0
+    hv_pre_pga_s: float = 5.0
 
     def __post_init__(self) -> None:
         from deepvs30.errors import ConfigError
@@ -51,6 +61,11 @@ class FeatureParams:
                 raise ConfigError(f"features.{key}: {value!r} is not one of {list(allowed)}")
         if self.window_s <= 0:
             raise ConfigError(f"features.window_s: must be positive, got {self.window_s}")
+        if self.hv_bins < 0 or self.hv_window_s <= 0:
+            raise ConfigError(
+                f"features.hv_bins must be >= 0 and hv_window_s > 0, got "
+                f"{self.hv_bins} and {self.hv_window_s}"
+            )
 
     @property
     def in_channels(self) -> int:
@@ -58,7 +73,7 @@ class FeatureParams:
 
     @property
     def n_scalars(self) -> int:
-        return int(self.sp_scalar)
+        return int(self.sp_scalar) + self.hv_bins
 
     def n_samples(self, fs_hz: float) -> int:
         return int(round(self.window_s * fs_hz))
@@ -102,9 +117,11 @@ def make_input(
     p_sample: float | None,
     s_sample: float | None,
     pga_at: int | None = None,
+    ln_hv: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cut the model input from a preprocessed record (3, n) at ``fs_hz``.
 
+    ``ln_hv``: the record's :func:`ln_hv_scalars`, when the caller has them cached.
     Returns ``x`` float32 (in_channels, n_window) and ``scalars`` float32 (n_scalars,).
     Raises :class:`SkipRecord` with the reason when the record cannot be used.
     """
@@ -131,7 +148,29 @@ def make_input(
     scalars = np.zeros(params.n_scalars, dtype=np.float32)
     if params.sp_scalar:
         scalars[0] = (s_sample - p_sample) / fs_hz
+    if params.hv_bins:
+        if ln_hv is None:
+            ln_hv = ln_hv_scalars(
+                record, fs_hz, params, pga_sample(record) if pga_at is None else pga_at
+            )
+        scalars[int(params.sp_scalar) :] = ln_hv
     return x, scalars
+
+
+def ln_hv_scalars(
+    record: np.ndarray, fs_hz: float, params: FeatureParams, pga_at: int
+) -> np.ndarray:
+    """ln H/V at ``params.hv_bins`` frequencies (0.5–20 Hz) of the window from
+    ``hv_pre_pga_s`` before the PGA; float32 (hv_bins,)."""
+    from deepvs30.hvsr import HvParams, hv_curve
+
+    hv = HvParams(
+        window_s=params.hv_window_s, fmin_hz=HV_FMIN_HZ, fmax_hz=HV_FMAX_HZ,
+        n_freqs=params.hv_bins, ko_bandwidth=HV_KO_BANDWIDTH,
+    )  # fmt: skip
+    start = int(pga_at - round(params.hv_pre_pga_s * fs_hz))
+    _, ratio = hv_curve(record, fs_hz, start, hv)
+    return np.log(np.maximum(ratio, 1e-6)).astype(np.float32)
 
 
 def _cut(record: np.ndarray, start: int, n_window: int) -> np.ndarray:

@@ -79,3 +79,35 @@ def flatten(prefix: str, value: object) -> dict[str, object]:
             out.update(flatten(f"{prefix}.{key}" if prefix else str(key), sub))
         return out
     return {prefix: value}
+
+
+def numeric_leaves(prefix: str, value: object) -> dict[str, float]:
+    """The finite numbers of a nested dict as flat MLflow metric keys."""
+    flat = flatten(prefix, value)
+    out = {}
+    for key, sub in flat.items():
+        if isinstance(sub, bool):
+            sub = float(sub)
+        if isinstance(sub, int | float) and sub == sub and abs(sub) != float("inf"):
+            out[key.replace(" ", "_")] = float(sub)
+    return out
+
+
+def log_parent_run(params: MlflowParams, run_name: str, metrics: dict, out_dir: Path) -> str:
+    """One MLflow run holding a benchmark's metrics (flattened) and its output files
+    (everything in ``out_dir`` but its ``work/`` folder). Returns the run id."""
+    import mlflow
+
+    configure(params)
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.set_tags({"git_commit": git_commit(), "kind": run_name})
+        mlflow.log_metrics(numeric_leaves("", metrics.get("targets", {})))
+        for row in metrics.get("summary", []):
+            key = f"{row['scheme']}.{row['arm']}"
+            mlflow.log_metrics({f"{key}.{m}": float(row[m]) for m in
+                                ("mape_pct_mean", "std_ln_mean", "spearman_rho_mean")
+                                if row.get(m) is not None})  # fmt: skip
+        for path in sorted(Path(out_dir).iterdir()):
+            if path.is_file():
+                mlflow.log_artifact(str(path))
+        return run.info.run_id

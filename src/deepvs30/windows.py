@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deepvs30.segment import FeatureParams, SkipRecord, make_input
+from deepvs30.segment import FeatureParams, SkipRecord, ln_hv_scalars, make_input
 
 
 def _opt(value: object) -> float | None:
@@ -142,12 +142,17 @@ class WindowDataset(torch.utils.data.Dataset):
         self._p = self.records["p_sample"].to_numpy(dtype=np.float64)
         self._s = self.records["s_sample"].to_numpy(dtype=np.float64)
         self._pga = self.records["pga_sample"].to_numpy(dtype=np.int64)
+        self._ln_hv: dict[
+            int, np.ndarray
+        ] = {}  # H/V scalars: one spectrum per record, not per epoch
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, i: int):
         record = self.waves[self._row[i], :, : self._n[i]]
+        if self.features.hv_bins and i not in self._ln_hv:
+            self._ln_hv[i] = ln_hv_scalars(record, self.fs_hz, self.features, int(self._pga[i]))
         x, s = make_input(
             record,
             self.fs_hz,
@@ -155,6 +160,7 @@ class WindowDataset(torch.utils.data.Dataset):
             _finite(self._p[i]),
             _finite(self._s[i]),
             int(self._pga[i]),
+            self._ln_hv.get(i),
         )
         x, s = self.normaliser.inputs(x, s)
         return torch.from_numpy(x), torch.from_numpy(s), torch.tensor(self.targets[i])

@@ -23,10 +23,16 @@ from deepvs30.errors import ConfigError
 from deepvs30.models.cnn import CNN
 from deepvs30.models.cnn_lstm import CNNLSTM
 from deepvs30.models.common import REPRESENTATIONS
+from deepvs30.models.hv_mlp import HvMLP
 from deepvs30.models.lstm import LSTM
 from deepvs30.models.transformer import Transformer
 
-MODELS: dict[str, type[nn.Module]] = {cls.family: cls for cls in (CNNLSTM, CNN, LSTM, Transformer)}
+MODELS: dict[str, type[nn.Module]] = {
+    cls.family: cls for cls in (CNNLSTM, CNN, LSTM, Transformer, HvMLP)
+}
+
+# Families that read the waveform window (hv_mlp reads only the scalar inputs).
+WAVEFORM_MODELS: tuple[str, ...] = tuple(n for n in MODELS if n != HvMLP.family)
 
 # Ranges of the spectrogram front-end, added to search_space(name, "spectrogram").
 SPECTROGRAM_SPACE: dict[str, tuple] = {
@@ -37,6 +43,7 @@ SPECTROGRAM_SPACE: dict[str, tuple] = {
 __all__ = [
     "MODELS",
     "REPRESENTATIONS",
+    "WAVEFORM_MODELS",
     "build_model",
     "describe",
     "model_hparams",

@@ -1,0 +1,58 @@
+"""Site physics alone: a small dense network on the scalar inputs (the ln H/V curve of
+``features.hv_bins``), the waveform window ignored. The "H/V-curve features" arm of the real
+benchmark, and a baseline that any sequence model given the same scalars has to beat.
+With ``hidden: 0`` it is a linear (ridge-like, through weight decay) regression."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from deepvs30.errors import ConfigError
+from deepvs30.models.common import LOG_SIGMA_BOUND, check_dropout
+
+
+class HvMLP(nn.Module):
+    """scalars (B, F) -> (B, 2); ``x`` (B, C, T) is accepted and unused."""
+
+    family = "hv_mlp"
+    DEFAULTS = {
+        "hidden": 16,  # 0: linear
+        "dropout": 0.1,
+    }
+    SEARCH_SPACE = {
+        "hidden": ("categorical", [0, 8, 16, 32]),
+        "dropout": ("float", 0.0, 0.5),
+    }
+
+    def __init__(
+        self,
+        in_channels: int,
+        n_samples: int,
+        n_scalars: int = 0,
+        representation: str = "waveform",
+        *,
+        hidden: int = 16,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        if n_scalars <= 0:
+            raise ConfigError("model 'hv_mlp' needs scalar inputs: set features.hv_bins > 0")
+        if hidden < 0:
+            raise ConfigError(f"model 'hv_mlp': hidden must be >= 0, got {hidden}")
+        check_dropout(dropout)
+        self.n_scalars = n_scalars
+        if hidden:
+            self.net = nn.Sequential(
+                nn.Dropout(dropout), nn.Linear(n_scalars, hidden), nn.ReLU(), nn.Linear(hidden, 2)
+            )
+        else:
+            self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_scalars, 2))
+
+    def forward(self, x: torch.Tensor, scalars: torch.Tensor | None = None) -> torch.Tensor:
+        if scalars is None or scalars.shape[-1] != self.n_scalars:
+            got = None if scalars is None else tuple(scalars.shape)
+            raise ValueError(f"model expects scalars of shape (B, {self.n_scalars}), got {got}")
+        out = self.net(scalars.to(torch.float32))
+        log_sigma = LOG_SIGMA_BOUND * torch.tanh(out[:, 1] / LOG_SIGMA_BOUND)
+        return torch.stack([out[:, 0], log_sigma], dim=1)

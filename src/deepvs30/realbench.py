@@ -1,0 +1,610 @@
+"""``deepvs30 real-benchmark``: the station-disjoint benchmark on real records.
+
+Reads the prepared real records (``real.prepared``: ``deepvs30 ingest $DEEPVS30_REALDATA``
+then ``deepvs30 prepare``) and scores every arm of ``real.arms`` on the same folds:
+
+- ``station_kfold``: stations in ``real.folds`` folds, stratified by Vs30 (every station is
+  tested once, out of fold);
+- ``region``: leave one region out (regions from station coordinates, ``real.regions``),
+  for regions with at least ``real.min_region_stations`` stations;
+- ``event``: leave one event out for events recorded by at least ``real.min_event_stations``
+  stations: the test stations are that event's stations (scored on that event's records),
+  the training stations those that did not record it.
+
+Within each fold, ``real.val_fraction`` of the training stations is held for early
+stopping. Train, validation and test never share a station (:func:`check_disjoint`).
+Baselines on the same folds: the training median and the H/V-peak regression
+(ln Vs30 = a + b ln f0 + c ln A, :mod:`deepvs30.evaluate`). Metrics are at station level
+(the median of a station's ln predictions), overall, per region, per NEHRP class and per
+event, as mean ± sd over ``real.seeds`` training seeds.
+
+Writes ``real.out``: ``metrics.json``, ``arms.csv`` (one row per scheme, arm and seed),
+``summary.csv`` (mean and sd over seeds), ``oof_<scheme>.csv`` (out-of-fold station
+predictions), ``by_region.csv``, ``by_class.csv``, ``by_event.csv``, ``calibration.json``
+(sigma scale per arm so that the 16–84% interval covers 68% of stations) and plots; all of it
+under one MLflow parent run (experiment ``deepvs30-real``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from deepvs30.config import section
+from deepvs30.errors import ConfigError, LeakageError
+from deepvs30.inference import ModelBundle
+from deepvs30.metrics import nehrp_class, summary_metrics
+from deepvs30.prepare import load_prepared
+from deepvs30.segment import FeatureParams
+from deepvs30.train import ModelParams, TrainParams
+from deepvs30.transfer import TransferParams
+
+log = logging.getLogger(__name__)
+
+SCHEMES = ("station_kfold", "region", "event")
+OTHER_REGION = "other"
+
+
+@dataclass(frozen=True)
+class RealParams:
+    """The ``real:`` section of params.yaml."""
+
+    data: str = "data_real"  # canonical dataset of the ingested real records
+    prepared: str = "prepared_real"
+    out: str = "reports/real"
+    folds: int = 5
+    seeds: int = 3
+    split_seed: int = 42
+    val_fraction: float = 0.15
+    min_region_stations: int = 20
+    min_event_stations: int = 20
+    # region name -> [lat_min, lat_max, lon_min, lon_max] (deg); stations elsewhere: "other"
+    regions: dict = field(default_factory=dict)
+    arms: list = field(default_factory=lambda: ["median", "hv_f0", "hv_curve"])
+    # scheme -> arms run on it (every arm of `arms` runs on station_kfold)
+    schemes: dict = field(default_factory=dict)
+    synthetic_model: str = "models/current"  # zero-shot / pre-training source (train stage)
+    synthetic_prepared: str = "prepared"  # the synthetic corpus, for H/V pre-training
+    hv_bins: int = 24
+    epochs: int = 25
+    hv_epochs: int = 200
+    batch_size: int = 32
+    patience: int = 6
+    hv_patience: int = 30
+    num_threads: int = 2
+    experiment: str = "deepvs30-real"
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.arms) - set(ARMS))
+        if unknown:
+            raise ConfigError(f"real.arms: unknown arm(s) {unknown}; known: {sorted(ARMS)}")
+        for scheme, arms in self.schemes.items():
+            if scheme not in SCHEMES:
+                raise ConfigError(f"real.schemes: unknown scheme {scheme!r}; known: {SCHEMES}")
+            bad = sorted(set(arms) - set(self.arms))
+            if bad:
+                raise ConfigError(f"real.schemes.{scheme}: arm(s) {bad} are not in real.arms")
+        if self.folds < 2:
+            raise ConfigError(f"real.folds: need at least 2, got {self.folds}")
+
+
+# --- stations, regions, folds ----------------------------------------------------------------
+
+
+def region_of(lat_deg: float, lon_deg: float, regions: dict) -> str:
+    """The first region whose [lat_min, lat_max, lon_min, lon_max] box holds the point."""
+    if not (np.isfinite(lat_deg) and np.isfinite(lon_deg)):
+        return OTHER_REGION
+    for name, (lat0, lat1, lon0, lon1) in regions.items():
+        if lat0 <= lat_deg <= lat1 and lon0 <= lon_deg <= lon1:
+            return str(name)
+    return OTHER_REGION
+
+
+def station_frame(records: pd.DataFrame, coords: pd.DataFrame, regions: dict) -> pd.DataFrame:
+    """One row per station: Vs30, region, number of records."""
+    stations = records.groupby("station").agg(
+        vs30_mps=("vs30_mps", "first"), n_records=("record_id", "size")
+    )
+    stations = stations.join(coords, how="left")
+    stations["region"] = [
+        region_of(lat, lon, regions)
+        for lat, lon in zip(stations["lat_deg"], stations["lon_deg"], strict=True)
+    ]
+    return stations.reset_index()
+
+
+def stratified_station_folds(stations: pd.DataFrame, n_folds: int, seed: int) -> pd.Series:
+    """Fold number per station: stations sorted by Vs30 in blocks of ``n_folds``, each block
+    dealt at random to the folds, so every fold spans the Vs30 range."""
+    rng = np.random.default_rng(seed)
+    order = stations.sort_values(["vs30_mps", "station"])["station"].to_numpy()
+    fold = {}
+    for start in range(0, len(order), n_folds):
+        block = order[start : start + n_folds]
+        for station, k in zip(block, rng.permutation(n_folds)[: len(block)], strict=True):
+            fold[station] = int(k)
+    return stations["station"].map(fold)
+
+
+@dataclass
+class Fold:
+    """One train/val/test assignment: ``split`` per record (train, val, test or none)."""
+
+    scheme: str
+    name: str
+    split: pd.Series  # indexed like records
+
+
+def _with_val(split: pd.Series, records: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
+    """Move a seeded ``fraction`` of the training stations to validation."""
+    train_stations = np.sort(records.loc[split == "train", "station"].unique())
+    rng = np.random.default_rng(seed)
+    n_val = max(1, int(round(fraction * len(train_stations))))
+    val = set(rng.choice(train_stations, size=n_val, replace=False))
+    return split.where(~(records["station"].isin(val) & (split == "train")), "val")
+
+
+def build_folds(
+    records: pd.DataFrame, stations: pd.DataFrame, scheme: str, params: RealParams
+) -> list[Fold]:
+    """The folds of one scheme (see the module doc)."""
+    folds: list[Fold] = []
+    if scheme == "station_kfold":
+        fold_of = dict(
+            zip(
+                stations["station"],
+                stratified_station_folds(stations, params.folds, params.split_seed),
+                strict=True,
+            )
+        )
+        k_of_record = records["station"].map(fold_of)
+        for k in range(params.folds):
+            split = pd.Series(np.where(k_of_record == k, "test", "train"), index=records.index)
+            folds.append(Fold(scheme, f"fold{k}", split))
+    elif scheme == "region":
+        region = records["station"].map(
+            dict(zip(stations["station"], stations["region"], strict=True))
+        )
+        counts = stations["region"].value_counts()
+        for name in sorted(counts.index):
+            if name == OTHER_REGION or counts[name] < params.min_region_stations:
+                continue
+            split = pd.Series(np.where(region == name, "test", "train"), index=records.index)
+            folds.append(Fold(scheme, str(name), split))
+    elif scheme == "event":
+        per_event = records.groupby("source_id")["station"].nunique()
+        for event in sorted(per_event[per_event >= params.min_event_stations].index):
+            at_event = set(records.loc[records["source_id"] == event, "station"])
+            test = (records["source_id"] == event).to_numpy()
+            other = records["station"].isin(at_event).to_numpy()
+            split = pd.Series(np.where(test, "test", np.where(other, "none", "train")),
+                              index=records.index)  # fmt: skip
+            folds.append(Fold(scheme, str(event), split))
+    else:
+        raise ConfigError(f"unknown scheme {scheme!r}; known: {SCHEMES}")
+    folds = [f for f in folds if (f.split == "test").any() and _n_train_stations(records, f) >= 5]
+    for i, fold in enumerate(folds):
+        fold.split = _with_val(fold.split, records, params.val_fraction, params.split_seed + i)
+        check_disjoint(records, fold.split, f"{scheme}/{fold.name}")
+    return folds
+
+
+def _n_train_stations(records: pd.DataFrame, fold: Fold) -> int:
+    return int(records.loc[fold.split == "train", "station"].nunique())
+
+
+def check_disjoint(records: pd.DataFrame, split: pd.Series, where: str) -> None:
+    """Raise LeakageError naming the stations that appear in two of train, val and test."""
+    parts = {name: set(records.loc[split == name, "station"]) for name in ("train", "val", "test")}
+    for a, b in (("train", "test"), ("val", "test"), ("train", "val")):
+        shared = sorted(parts[a] & parts[b])
+        if shared:
+            raise LeakageError(f"{where}: {a} and {b} share station(s) {shared[:10]}")
+
+
+# --- arms ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """How an arm gets its model on a fold: ``train`` from scratch, ``zero_shot`` (the
+    synthetic model as is) or ``finetune`` (from ``init``: "synthetic" or "synthetic_hv")."""
+
+    kind: str  # baseline | train | zero_shot | finetune
+    model: str = ""
+    features: dict = field(default_factory=dict)  # overrides of params.yaml `features`
+    hparams: dict = field(default_factory=dict)
+    transfer: TransferParams | None = None
+    init: str = ""
+    description: str = ""
+
+
+HV_ONLY = {"segmentation": "pga_centred", "ps_channel": False, "window_s": 20.0}
+FINE_TUNE = TransferParams(pretrained_lr_mult=0.3, warmup_epochs=1)
+ARMS: dict[str, ArmSpec] = {
+    "median": ArmSpec("baseline", description="median Vs30 of the training stations"),
+    "hv_f0": ArmSpec("baseline", description="ln Vs30 = a + b ln f0 + c ln A (H/V peak)"),
+    "hv_curve": ArmSpec("train", "hv_mlp", HV_ONLY, {"hidden": 0, "dropout": 0.0},
+                        description="linear model on the ln H/V curve (real only)"),
+    "hv_curve_mlp": ArmSpec("train", "hv_mlp", HV_ONLY, {"hidden": 16, "dropout": 0.2},
+                            description="small dense network on the ln H/V curve (real only)"),
+    "hv_curve_finetune": ArmSpec("finetune", "hv_mlp", HV_ONLY, {"hidden": 0, "dropout": 0.0},
+                                 transfer=TransferParams(pretrained_lr_mult=1.0, warmup_epochs=0),
+                                 init="synthetic_hv",
+                                 description="linear H/V model pre-trained on the synthetic "
+                                             "corpus, fine-tuned on real"),
+    "hv_curve_zero_shot": ArmSpec("zero_shot", init="synthetic_hv",
+                                  description="linear H/V model of the synthetic corpus as is"),
+    "real_only": ArmSpec("train", description="the pipeline's model, trained on real only"),
+    "real_only_hv": ArmSpec("train", features={"hv_bins": -1},
+                            description="the pipeline's model + ln H/V curve scalars, real only"),
+    "zero_shot": ArmSpec("zero_shot", init="synthetic",
+                         description="the pipeline's synthetic-trained model as is"),
+    "finetune": ArmSpec("finetune", transfer=FINE_TUNE, init="synthetic",
+                        description="synthetic pre-training + real fine-tuning"),
+    "finetune_freeze_cnn": ArmSpec("finetune", transfer=replace(FINE_TUNE, freeze="cnn"),
+                                   init="synthetic",
+                                   description="as finetune, CNN feature extractor frozen"),
+    "finetune_hv": ArmSpec("finetune", features={"hv_bins": -1}, transfer=FINE_TUNE,
+                           init="synthetic",
+                           description="synthetic pre-training + real fine-tuning with the "
+                                       "ln H/V curve scalars added to the head"),
+}  # fmt: skip
+
+
+def arm_features(spec: ArmSpec, base: FeatureParams, hv_bins: int) -> FeatureParams:
+    """params.yaml's features with the arm's overrides (hv_bins -1 = real.hv_bins)."""
+    overrides = dict(spec.features)
+    if overrides.get("hv_bins") == -1 or spec.model == "hv_mlp":
+        overrides["hv_bins"] = hv_bins
+    return replace(base, **overrides)
+
+
+@dataclass
+class Context:
+    """What every fold of a run shares: params, the prepared folder, the source models."""
+
+    params: RealParams
+    prepared_dir: Path
+    work: Path
+    base_features: FeatureParams
+    base_model: ModelParams
+    sources: dict[str, ModelBundle] = field(default_factory=dict)
+    source_loader: Callable[[str], ModelBundle] | None = None
+
+    def source(self, name: str) -> ModelBundle:
+        if name not in self.sources:
+            if self.source_loader is None:
+                raise ConfigError(f"no source model {name!r} for this run")
+            self.sources[name] = self.source_loader(name)
+        return self.sources[name]
+
+
+def train_params(ctx: Context, spec: ArmSpec, seed: int, out_dir: Path) -> TrainParams:
+    hv_only = spec.model == "hv_mlp"
+    return TrainParams(
+        seed=seed,
+        epochs=ctx.params.hv_epochs if hv_only else ctx.params.epochs,
+        batch_size=ctx.params.batch_size,
+        patience=ctx.params.hv_patience if hv_only else ctx.params.patience,
+        lr=3e-3 if hv_only else 1e-3,
+        weight_decay=1e-2 if hv_only else 1e-4,
+        num_threads=ctx.params.num_threads,
+        out=str(out_dir),
+        checkpoint=str(out_dir / "checkpoint.pt"),
+    )
+
+
+def arm_model(ctx: Context, name: str, fold_dir: Path, seed: int) -> ModelBundle:
+    """The arm's model for one fold: trained, fine-tuned, or a source model as is."""
+    from deepvs30.train import fit
+
+    spec = ARMS[name]
+    if spec.kind == "zero_shot":
+        return ctx.source(spec.init)
+    features = arm_features(spec, ctx.base_features, ctx.params.hv_bins)
+    model = ModelParams(spec.model or ctx.base_model.name,
+                        spec.hparams or dict(ctx.base_model.hparams))  # fmt: skip
+    out_dir = ctx.work / "runs" / name / fold_dir.name / f"seed{seed}"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    init = ctx.source(spec.init) if spec.kind == "finetune" else None
+    train = train_params(ctx, spec, seed, out_dir)
+    result = fit(fold_dir, features, model, train, init=init, progress=False,
+                 transfer=spec.transfer if init else None)  # fmt: skip
+    return result.bundle
+
+
+def predict_part(bundle: ModelBundle, fold_dir: Path, part: str = "test") -> pd.DataFrame:
+    """Station predictions (ln, sigma) of ``bundle`` on one part of a fold folder; records
+    the model cannot use (e.g. no P/S picks for a P/S model) are left out and counted."""
+    from deepvs30.metrics import station_predictions
+    from deepvs30.train import predict_dataset
+    from deepvs30.windows import WindowDataset, usable_records
+
+    waves, records, summary = load_prepared(fold_dir)
+    fs_hz = float(summary["fs_hz"])
+    target = records[records["split"] == part]
+    usable, _ = usable_records(waves, target, fs_hz, bundle.features)
+    usable = usable.reset_index(drop=True)
+    if usable.empty:
+        return pd.DataFrame(columns=["station", "vs30_mps", "ln_pred", "sigma_ln", "n_records"])
+    ln_pred, sigma = predict_dataset(
+        bundle, WindowDataset(waves, usable, fs_hz, bundle.features, bundle.normaliser)
+    )
+    return station_predictions(usable.assign(ln_pred=ln_pred, sigma_ln=sigma))
+
+
+def baseline_predictions(name: str, records: pd.DataFrame) -> pd.DataFrame:
+    """The median and H/V-peak baselines fitted on the fold's training stations."""
+    from deepvs30.evaluate import fit_hv_baseline, median_baseline, predict_hv_baseline
+
+    train = records[records["split"] == "train"]
+    test = records[records["split"] == "test"]
+    stations = test.groupby("station").agg(vs30_mps=("vs30_mps", "first"),
+                                           n_records=("record_id", "size"))  # fmt: skip
+    if name == "median":
+        ln_pred = np.full(len(stations), np.log(median_baseline(
+            train.groupby("station")["vs30_mps"].first().to_frame())))  # fmt: skip
+    else:
+        usable = lambda r: r[(r["hv_f0_hz"] > 0) & np.isfinite(r["hv_f0_hz"])]  # noqa: E731
+        coef = fit_hv_baseline(usable(train))
+        pred = predict_hv_baseline(coef, usable(test))
+        ln_pred = np.log(pred.reindex(stations.index).to_numpy())
+    out = stations.assign(ln_pred=ln_pred).reset_index()
+    return out[np.isfinite(out["ln_pred"])]
+
+
+# --- scoring ---------------------------------------------------------------------------------
+
+
+def score(stations: pd.DataFrame) -> dict[str, float]:
+    """Station-level metrics of out-of-fold predictions, with Spearman rho and the
+    spread ratio (sd of ln predictions over sd of ln truth) the collapse check reads."""
+    from scipy.stats import spearmanr
+
+    if stations.empty:
+        return {"n": 0}
+    pred_mps = np.exp(stations["ln_pred"].to_numpy())
+    sigma = stations.get("sigma_ln")
+    sigma = None if sigma is None or sigma.isna().all() else sigma
+    m = summary_metrics(stations["vs30_mps"], pred_mps, sigma)
+    if len(stations) > 2 and np.std(pred_mps) > 0:
+        m["spearman_rho"] = float(spearmanr(pred_mps, stations["vs30_mps"])[0])
+    else:
+        m["spearman_rho"] = 0.0
+    m["spread_ratio"] = m["pred_std_ln"] / m["true_std_ln"] if m.get("true_std_ln") else 0.0
+    return m
+
+
+def sigma_scale(stations: pd.DataFrame) -> float:
+    """Factor on the predicted sigma so that |ln(pred/true)| <= sigma for 68% of stations."""
+    if "sigma_ln" not in stations or stations["sigma_ln"].isna().all():
+        return float("nan")
+    z = np.abs(stations["ln_pred"] - np.log(stations["vs30_mps"])) / stations["sigma_ln"]
+    return float(np.quantile(z.dropna(), 0.6827))
+
+
+def fold_folder(ctx: Context, records: pd.DataFrame, fold: Fold) -> Path:
+    """A prepared folder sharing the real waveforms whose ``split`` is the fold's."""
+    from deepvs30.experiments import derive_split
+
+    out = ctx.work / "folds" / f"{fold.scheme}_{fold.name}"
+    return derive_split(ctx.prepared_dir, out, lambda r: fold.split.reindex(r.index))
+
+
+def run_scheme(
+    ctx: Context, scheme: str, arms: list[str], records: pd.DataFrame, stations: pd.DataFrame
+) -> pd.DataFrame:
+    """Out-of-fold station predictions of every arm and seed on one scheme (long format)."""
+    folds = build_folds(records, stations, scheme, ctx.params)
+    if not folds:
+        log.warning("real benchmark: scheme %s has no fold (too few stations)", scheme)
+        return pd.DataFrame()
+    frames = []
+    jobs = [
+        (f, a, s)
+        for f in folds
+        for a in arms
+        for s in range(1 if ARMS[a].kind in ("baseline", "zero_shot") else ctx.params.seeds)
+    ]
+    bar = tqdm(jobs, desc=f"real {scheme}", unit="fit", mininterval=5.0)
+    dirs: dict[str, Path] = {}
+    for fold, arm, seed in bar:
+        if fold.name not in dirs:
+            dirs[fold.name] = fold_folder(ctx, records, fold)
+        fold_dir = dirs[fold.name]
+        split_records = records.assign(split=fold.split)
+        t0 = time.perf_counter()
+        if ARMS[arm].kind == "baseline":
+            pred = baseline_predictions(arm, split_records)
+        else:
+            bundle = arm_model(ctx, arm, fold_dir, ctx.params.split_seed + seed)
+            pred = predict_part(bundle, fold_dir)
+        frames.append(pred.assign(scheme=scheme, fold=fold.name, arm=arm, seed=seed,
+                                  seconds=time.perf_counter() - t0))  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
+
+
+def summarise(oof: pd.DataFrame, stations: pd.DataFrame, events: pd.Series) -> dict:
+    """Per scheme and arm: metrics per seed, their mean and sd, and breakdowns."""
+    region = dict(zip(stations["station"], stations["region"], strict=True))
+    rows, breakdown = [], []
+    for (scheme, arm, seed), group in oof.groupby(["scheme", "arm", "seed"], sort=False):
+        rows.append({"scheme": scheme, "arm": arm, "seed": seed, **score(group)})
+        by = {
+            "region": group["station"].map(region),
+            "nehrp_class": nehrp_class(group["vs30_mps"]),
+            "fold": group["fold"],
+        }
+        for kind, key in by.items():
+            for value, part in group.groupby(np.asarray(key)):
+                breakdown.append({"scheme": scheme, "arm": arm, "seed": seed, "by": kind,
+                                  "group": value, **score(part)})  # fmt: skip
+    per_seed = pd.DataFrame(rows)
+    numeric = per_seed.drop(columns=["seed"]).groupby(["scheme", "arm"], sort=False)
+    summary = numeric.mean(numeric_only=True).add_suffix("_mean").join(
+        numeric.std(numeric_only=True).add_suffix("_sd")
+    ).reset_index()  # fmt: skip
+    return {"per_seed": per_seed, "summary": summary, "breakdown": pd.DataFrame(breakdown)}
+
+
+def targets(summary: pd.DataFrame, breakdown: pd.DataFrame, arm: str) -> dict:
+    """The issue's targets for one arm on station_kfold (Japan and Türkiye)."""
+
+    def region_mean(region: str, a: str, metric: str) -> float:
+        part = breakdown[(breakdown["scheme"] == "station_kfold") & (breakdown["by"] == "region")
+                         & (breakdown["group"] == region) & (breakdown["arm"] == a)]  # fmt: skip
+        return float(part[metric].mean()) if len(part) else float("nan")
+
+    out = {"arm": arm}
+    jp = {m: region_mean("japan", arm, m) for m in
+          ("mape_pct", "std_ln", "spearman_rho", "bias_ln", "spread_ratio")}  # fmt: skip
+    jp_median = region_mean("japan", "median", "mape_pct")
+    out["japan"] = {
+        **jp, "median_mape_pct": jp_median,
+        "mape_reduction_vs_median": 1 - jp["mape_pct"] / jp_median if jp_median else float("nan"),
+        "pass_mape_25pct_lower": bool(jp["mape_pct"] <= 0.75 * jp_median),
+        "pass_std_ln_0.35": bool(jp["std_ln"] <= 0.35),
+        "pass_spearman_0.65": bool(jp["spearman_rho"] >= 0.65),
+        "pass_bias_0.1": bool(abs(jp["bias_ln"]) <= 0.1),
+    }  # fmt: skip
+    tr = {m: region_mean("turkiye", arm, m) for m in ("mape_pct", "std_ln", "spearman_rho")}
+    tr_med = {m: region_mean("turkiye", "median", m) for m in ("mape_pct", "std_ln")}
+    out["turkiye"] = {
+        **tr, **{f"median_{k}": v for k, v in tr_med.items()},
+        "pass": bool(tr["mape_pct"] < tr_med["mape_pct"] and tr["std_ln"] < tr_med["std_ln"]
+                     and tr["spearman_rho"] >= 0.5),
+    }  # fmt: skip
+    row = summary[(summary["scheme"] == "station_kfold") & (summary["arm"] == arm)]
+    spread = float(row["spread_ratio_mean"].iloc[0]) if len(row) else float("nan")
+    out["no_collapse"] = {"spread_ratio": spread, "pass": bool(spread >= 0.6)}
+    return out
+
+
+# --- the stage -------------------------------------------------------------------------------
+
+
+def station_coords(data_dir: Path) -> pd.DataFrame:
+    """Station latitude/longitude from the canonical dataset's metadata."""
+    from deepvs30.dataset import station_key
+
+    meta = pd.read_csv(data_dir / "metadata.csv", low_memory=False)
+    meta["station"] = station_key(meta)
+    coords = meta.groupby("station").agg(
+        lat_deg=("station_latitude_deg", "first"), lon_deg=("station_longitude_deg", "first")
+    )
+    return coords.apply(pd.to_numeric, errors="coerce")
+
+
+def load_source(name: str, params: RealParams, features: FeatureParams) -> ModelBundle:
+    """``synthetic``: the pipeline's trained model; ``synthetic_hv``: a linear H/V model
+    trained here on the synthetic corpus (cached under the benchmark's work folder)."""
+    from deepvs30.train import fit
+
+    if name == "synthetic":
+        return ModelBundle.load(params.synthetic_model)
+    if name == "synthetic_hv":
+        spec = ARMS["hv_curve"]
+        out_dir = Path(params.out) / "work" / "synthetic_hv"
+        ctx = Context(params, Path(params.synthetic_prepared), out_dir, features, ModelParams())
+        train = train_params(ctx, spec, params.split_seed, out_dir)
+        result = fit(params.synthetic_prepared, arm_features(spec, features, params.hv_bins),
+                     ModelParams(spec.model, spec.hparams), train, progress=False)  # fmt: skip
+        return result.bundle
+    raise ConfigError(f"unknown source model {name!r}")
+
+
+def benchmark(params: RealParams, features: FeatureParams, model: ModelParams) -> dict:
+    """Run every scheme and arm; returns the tables (also written under ``params.out``)."""
+    prepared_dir = Path(params.prepared)
+    _, records, _ = load_prepared(prepared_dir)
+    records = records[records["vs30_mps"].notna()].copy()
+    coords = station_coords(Path(params.data))
+    stations = station_frame(records, coords, params.regions)
+    ctx = Context(params, prepared_dir, Path(params.out) / "work", features, model,
+                  source_loader=lambda n: load_source(n, params, features))  # fmt: skip
+    schemes = {"station_kfold": list(params.arms), **params.schemes}
+    oof = {s: run_scheme(ctx, s, arms, records, stations) for s, arms in schemes.items()}
+    oof = {s: frame for s, frame in oof.items() if not frame.empty}
+    tables = summarise(pd.concat(oof.values(), ignore_index=True), stations, records["source_id"])
+    return {"oof": oof, "stations": stations, **tables}
+
+
+def best_arm(summary: pd.DataFrame, candidates: list[str]) -> str:
+    """The trained arm with the lowest mean station MAPE on station_kfold."""
+    part = summary[(summary["scheme"] == "station_kfold") & summary["arm"].isin(candidates)]
+    return str(part.sort_values("mape_pct_mean")["arm"].iloc[0])
+
+
+def write_outputs(result: dict, params: RealParams) -> dict:
+    from deepvs30 import plots
+
+    out = Path(params.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for scheme, frame in result["oof"].items():
+        frame.to_csv(out / f"oof_{scheme}.csv", index=False)
+    result["per_seed"].to_csv(out / "arms.csv", index=False)
+    result["summary"].to_csv(out / "summary.csv", index=False)
+    result["breakdown"].to_csv(out / "breakdown.csv", index=False)
+    result["stations"].to_csv(out / "stations.csv", index=False)
+    trained = [a for a in params.arms if ARMS[a].kind != "baseline"]
+    best = best_arm(result["summary"], trained) if trained else "median"
+    kfold = result["oof"]["station_kfold"]
+    calibration = {arm: sigma_scale(part) for arm, part in kfold.groupby("arm")}
+    metrics = {
+        "params": asdict(params),
+        "n_records": int(result["stations"]["n_records"].sum()),
+        "n_stations": int(len(result["stations"])),
+        "stations_by_region": result["stations"]["region"].value_counts().to_dict(),
+        "best_arm": best,
+        "targets": targets(result["summary"], result["breakdown"], best),
+        "sigma_scale": calibration,
+        "summary": json.loads(result["summary"].to_json(orient="records")),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
+    plots.real_benchmark(kfold, result["summary"], best, out)
+    return metrics
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--arms", nargs="+", help="run only these arms (default: real.arms)")
+    parser.add_argument("--seeds", type=int, help="training seeds per arm (default: real.seeds)")
+    parser.add_argument("--out", help="output folder (default: real.out)")
+
+
+def run(args: argparse.Namespace, params: dict) -> int:
+    from deepvs30 import tracking
+    from deepvs30.tracking import MlflowParams
+
+    real = section(params, "real", RealParams)
+    if args.arms:
+        real = replace(real, arms=list(args.arms),
+                       schemes={k: [a for a in v if a in args.arms]
+                                for k, v in real.schemes.items()})  # fmt: skip
+    if args.seeds:
+        real = replace(real, seeds=args.seeds)
+    if args.out:
+        real = replace(real, out=args.out)
+    features = section(params, "features", FeatureParams)
+    model = section(params, "model", ModelParams)
+    t0 = time.perf_counter()
+    result = benchmark(real, features, model)
+    metrics = write_outputs(result, real)
+    metrics["seconds"] = round(time.perf_counter() - t0, 1)
+    mlflow_params = replace(section(params, "mlflow", MlflowParams), experiment=real.experiment)
+    tracking.log_parent_run(mlflow_params, "real-benchmark", metrics, Path(real.out))
+    print(result["summary"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(json.dumps(metrics["targets"], indent=1))
+    return 0
