@@ -13,7 +13,7 @@ export DEEPVS30_REALDATA ?= $(abspath $(CURDIR)/../shared/realdata)
 WORKERS ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: help venv data reproduce test tune ui promote bench lint clean
+.PHONY: help venv data reproduce test tune ui promote bench lint clean real-benchmark real-model
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,6 +40,14 @@ reproduce: data ## run the whole DVC pipeline (validate, prepare, train, evaluat
 	@echo "Results: metrics.json (dvc metrics show), plots in reports/plots/, validation report in reports/validation/"
 	@echo "MLflow: make ui  (tracking store mlflow.db, artifacts in mlruns/)"
 
+real-benchmark: data ## station-disjoint benchmark on the real records ($$DEEPVS30_REALDATA) -> reports/real/
+	dvc repro real_benchmark
+	@echo "Results: reports/real/metrics.json, summary.csv, breakdown.csv, plots in reports/real/"
+
+real-model: data ## train the best real-benchmark arm on every labelled real station; register deepvs30-real
+	dvc repro real_model
+	@echo "Use it: deepvs30 predict --model models:/deepvs30-real@champion PATHS"
+
 test: $(STAMP) ## run the test suite (real-data tests read DEEPVS30_REALDATA, default ../shared/realdata)
 	pytest $(PYTEST_ARGS)
 
@@ -61,7 +69,7 @@ lint: $(STAMP) ## ruff
 	ruff format --check src tests
 
 clean: ## remove prepared artefacts, models and reports (keeps data/, mlflow.db and .venv)
-	rm -rf prepared models reports metrics.json
+	rm -rf prepared models reports metrics.json prepared_real
 
 EXP_ARGS = $(if $(QUICK),--quick,) $(if $(SEEDS),--seeds $(SEEDS),)
 .PHONY: exp-rivals exp-transfer-curve exp-cross-cluster exp-synth-to-real exp-ps-ablation

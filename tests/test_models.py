@@ -11,7 +11,6 @@ import torch
 
 from deepvs30.errors import ConfigError
 from deepvs30.models import (
-    MODELS,
     REPRESENTATIONS,
     WAVEFORM_MODELS,
     build_model,

@@ -3,6 +3,7 @@ PROVENANCE.md and INDEX.csv (skipped when DEEPVS30_REALDATA is missing)."""
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -12,7 +13,17 @@ import pytest
 
 from deepvs30.errors import ReaderError
 from deepvs30.ingest import default_realdata_dir
-from deepvs30.readers import detect_format, read_record
+from deepvs30.readers import (
+    FORMATS,
+    RawRecord,
+    adopt_names,
+    detect_format,
+    group_files,
+    is_sidecar,
+    read_group,
+    read_record,
+)
+from deepvs30.readers.archives import split_member, unpacked
 from deepvs30.readers.picking import pick_arrivals
 
 REALDATA = default_realdata_dir()
@@ -23,12 +34,16 @@ pytestmark = [
         reason=f"real records not found at {REALDATA} (set DEEPVS30_REALDATA)",
     ),
 ]
-INDEX_FORMATS = {  # INDEX.csv format text -> reader name
+INDEX_FORMATS = {  # INDEX.csv format text (its start) -> the reader that reads those rows
     "MATLAB v5": "afad-mat",
     "AFAD/NSMN": "nsmn",
     "gmpe-smtk ASCII": "itaca",
     "NIED K-NET": "knet",
+    "K-NET/KiK-net ASCII (NIED)": "knet",
+    "ESM/DYNA 1.2 ASCII (AFAD TADAS": "esm",
+    "miniSEED (FLOAT64), processed by datools": "mseed",
 }
+LABEL_IN_FILE = ("AFAD .mat field", "ITACA/ESM", "ESM ASCII header")  # INDEX vs30_method
 
 
 def _index() -> pd.DataFrame:
@@ -36,27 +51,63 @@ def _index() -> pd.DataFrame:
 
 
 def _reader_of(fmt_text: str) -> str | None:
-    return next((v for k, v in INDEX_FORMATS.items() if fmt_text.startswith(k)), None)
+    name = next((v for k, v in INDEX_FORMATS.items() if fmt_text.startswith(k)), None)
+    assert name is None or name in FORMATS, name
+    return name
 
 
 def _supported_rows() -> list[pd.Series]:
     if not (REALDATA / "INDEX.csv").is_file():
         return []  # collected without real data: the module is skipped (pytestmark)
     index = _index()
-    return [row for _, row in index.iterrows() if _reader_of(row["format"])]
+    return [
+        row for _, row in index.iterrows() if _reader_of(row["format"]) and row["n_components"] == 3
+    ]
+
+
+def _names(row: pd.Series) -> set[str]:
+    """INDEX ``files`` as the readers name them (``archive:member`` kept)."""
+    return {str(REALDATA / f) for f in row["files"].split(";") if not f.endswith(".metadata")}
+
+
+@functools.lru_cache(maxsize=1)
+def _archive_records(archive: str) -> dict[frozenset[str], RawRecord]:
+    """Every record of one archive, read once, by its member names."""
+    with unpacked(archive) as view:
+        groups, _ = group_files([p for p in view.files if not is_sidecar(p)])
+        records = {}
+        for group in groups:
+            try:
+                found = read_group(group)
+            except ReaderError:
+                continue
+            for record in found:
+                adopt_names(record, view)
+                records[frozenset(record.source_files)] = record
+        return records
+
+
+def _read_row(row: pd.Series) -> RawRecord:
+    first = row["files"].split(";")[0]
+    inside = split_member(REALDATA / first)
+    if inside is None:
+        (record,) = read_record(REALDATA / first)
+        return record
+    records = _archive_records(str(inside[0]))
+    assert frozenset(_names(row)) in records, f"{first}: not read from its archive"
+    return records[frozenset(_names(row))]
 
 
 @pytest.mark.parametrize("row", _supported_rows(), ids=lambda r: r["files"].split(";")[0])
 def test_index_row_reads_with_stated_station_rate_and_label(row: pd.Series) -> None:
-    first = REALDATA / row["files"].split(";")[0]
-    (record,) = read_record(first)
+    record = _read_row(row)
     assert record.station_code == row["station"]
     assert record.sampling_rate_hz == pytest.approx(row["sampling_rate_hz"])
     assert record.waveform_mps2.shape[0] == 3
-    assert set(record.source_files) == {
-        str(REALDATA / f) for f in row["files"].split(";") if not f.endswith(".metadata")
-    }
-    if _reader_of(row["format"]) in ("afad-mat", "itaca"):  # label carried by the file
+    assert set(record.source_files) == _names(row)
+    if str(row["vs30_method"]).startswith(LABEL_IN_FILE):  # label carried by the file
+        assert record.vs30_mps == pytest.approx(float(row["vs30"]))
+    if record.vs30_mps is not None:  # a file's own label is the one INDEX gives
         assert record.vs30_mps == pytest.approx(float(row["vs30"]))
     if "BOREHOLE" in str(row["notes"]):
         assert record.sensor == "borehole"
@@ -213,3 +264,101 @@ def test_format_detection_by_content() -> None:
     assert detect_format(NSMN[0]) == "nsmn"
     assert detect_format(KNET[0]) in ("knet", "kiknet")
     assert detect_format(REALDATA / "gmpe_smtk_laquila/16833/16833_H1.cor.acc") == "itaca"
+
+
+# --- archives, AFAD TADAS and datools miniSEED (sources packed as users receive them) -------
+
+TADAS = REALDATA / "afad_kahramanmaras2023_karatas/20230206011732.zip"
+DATOOLS = REALDATA / "kiknet_datools_berse/examples/data/Example_2/FKSH11/small_strain"
+
+
+def _index_row(first_file: str) -> pd.Series:
+    index = _index()
+    (i,) = np.flatnonzero(index["files"].str.split(";").str[0] == first_file)
+    return index.iloc[i]
+
+
+def test_tadas_zip_member_units_station_event_and_first_sample() -> None:
+    import zipfile
+
+    member = "20230206011732_0120_ap_AAD_Acc_E.asc"
+    (record,) = read_record(f"{TADAS}:{member}")
+    row = _index_row(f"{TADAS.relative_to(REALDATA)}:{member}")
+    assert set(record.source_files) == _names(row)
+    assert (
+        (record.station_network, record.station_code)
+        == ("TK", "0120")
+        == (
+            row["network"],
+            row["station"],
+        )
+    )
+    assert record.source_format == "esm"
+    assert record.event_id == "13194" and f"event_id={record.event_id}" in row["notes"]
+    assert record.event_magnitude == 7.7 and record.event_magnitude_type == "Mw"
+    assert (record.event_latitude_deg, record.event_longitude_deg) == (37.288, 37.043)
+    assert record.event_origin_time == row["event_time_utc"]
+    first = re.search(r"first_sample=(\S+ \S+);", row["notes"])[1]  # 2023/02/06 01:17:33.6307180
+    assert record.start_time == first.replace("/", "-").replace(" ", "T")[:26]
+    assert record.vs30_mps == float(row["vs30"])
+    assert record.extra["preamble"]["AAD_FILTER_TYPE"] == "BUTTERWORTH"
+    with zipfile.ZipFile(TADAS) as zf:  # cm/s^2 in the file -> m/s^2
+        lines = zf.read(member).decode("latin-1").splitlines()
+    samples_cm = np.array([float(v) for v in lines[lines.index("USER4: ") + 1 :]])
+    np.testing.assert_allclose(record.waveform_mps2[2], samples_cm * 0.01, rtol=1e-12)
+    header = record.extra["pga_header_mps2"]  # PGA_CM/S^2 is within 3% of the processed peak
+    np.testing.assert_allclose(
+        np.abs(record.waveform_mps2).max(axis=1), [header[c] for c in "ZNE"], rtol=0.03
+    )
+
+
+def test_tadas_components_one_sample_short_are_cut_to_the_shortest() -> None:
+    (record,) = read_record(f"{TADAS}:20230206011732_2713_ap_AAD_Acc_N.asc")  # NDATA 2879/2878
+    assert record.waveform_mps2.shape == (3, 2878)
+    assert record.extra["trimmed_tail_samples"] == 1
+
+
+@pytest.mark.parametrize("path", sorted(DATOOLS.glob("UD2/*.MSEED")), ids=lambda p: p.name)
+def test_datools_mseed_grouped_from_channel_folders_in_g(path: Path) -> None:
+    import obspy
+
+    (record,) = read_record(path)
+    row = _index_row(
+        str(path.relative_to(REALDATA)).replace("/UD2/", "/EW2/").replace(".UD2.", ".EW2.")
+    )
+    assert set(record.source_files) == _names(row)
+    assert (record.station_network, record.station_code) == ("BO", row["station"])
+    assert record.sampling_rate_hz == row["sampling_rate_hz"]
+    assert record.sensor == "surface" and record.extra["header_station"] == "FKSH1"
+    starts = re.search(r"trace starts \(UTC\)=(\S+)/(\S+)/(\S+);", row["notes"]).groups()
+    assert record.start_time[:19] == max(starts)  # the window all three channels cover
+    ud = obspy.read(str(path))[0]  # g -> m/s^2, from the common start on
+    offset = int(
+        round((obspy.UTCDateTime(record.start_time) - ud.stats.starttime) * ud.stats.sampling_rate)
+    )
+    np.testing.assert_allclose(
+        record.waveform_mps2[0], ud.data[offset : offset + record.n_samples] * 9.80665, rtol=1e-12
+    )
+
+
+def test_knet_archive_member_scale_factor() -> None:
+    import tarfile
+
+    archive = REALDATA / "knet_kiknet_dscp_sevov/20240421061900.knt.tar.gz"
+    (record,) = read_record(f"{archive}:WKY0012404210619.NS")
+    assert record.source_files == tuple(
+        f"{archive}:WKY0012404210619.{c}" for c in ("UD", "NS", "EW")
+    )
+    with tarfile.open(archive) as tf:
+        lines = tf.extractfile("WKY0012404210619.NS").read().decode("latin-1").splitlines()
+    gal, counts = map(float, re.search(r"(\d+)\(gal\)/(\d+)", lines[13]).groups())
+    raw_counts = np.array(" ".join(lines[17:]).split(), dtype=float)
+    np.testing.assert_allclose(
+        record.waveform_mps2[1], raw_counts * gal / counts * 0.01, rtol=1e-12
+    )
+    assert record.station_code == "WKY001" and record.source_format == "knet"
+
+
+def test_archive_read_as_a_whole_is_refused_with_a_hint() -> None:
+    with pytest.raises(ReaderError, match="ARCHIVE:MEMBER"):
+        read_record(TADAS)

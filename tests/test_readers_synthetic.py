@@ -268,3 +268,186 @@ def test_station_table_lookup_by_code_when_network_differs() -> None:
     )
     assert table.lookup("XX", "ABC").vs30_mps == 300.0
     assert table.lookup("XX", "ZZZ") is None
+
+
+# --- AFAD TADAS (ESM with an AAD_* preamble) and datools miniSEED --------------------------
+
+TADAS_PREAMBLE = [
+    "AAD_Filtered_TADAS_FILE",
+    "AAD_BASELINE_CORRECTION: BASELINE REMOVED",
+    "AAD_FILTER_TYPE: BUTTERWORTH",
+    "AAD_FILTER_ORDER: 1",
+    "AAD_LOW_CUT_FREQUENCY_HZ: 0.025",
+    "AAD_HIGH_CUT_FREQUENCY_HZ: 40.0",
+]
+
+
+def write_esm(
+    path: Path,
+    samples_cm: np.ndarray,
+    stream: str,
+    station: str = "0120",
+    vs30: str = "439",
+    preamble: bool = True,
+) -> Path:
+    """One DYNA 1.2 component file (cm/s^2), with the TADAS preamble by default."""
+    header = [
+        "EVENT_NAME: 202302060117",
+        "EVENT_ID: 13194",
+        "EVENT_DATE_YYYYMMDD: 2023/02/06",
+        "EVENT_TIME_HHMMSS: 01:17:32.00000",
+        "EVENT_LATITUDE_DEGREE: 37.288",
+        "EVENT_LONGITUDE_DEGREE: 37.043",
+        "EVENT_DEPTH_KM: 8.6",
+        "MAGNITUDE_W: 7.7",
+        "MAGNITUDE_L: ",
+        "NETWORK: TK",
+        f"STATION_CODE: {station}",
+        "STATION_LATITUDE_DEGREE: 36.77006",
+        "STATION_LONGITUDE_DEGREE: 35.79005",
+        "SENSOR_DEPTH_M: ",
+        f"VS30_M/S: {vs30}",
+        "DATE_TIME_FIRST_SAMPLE_YYYYMMDD_HHMMSS: 2023/02/06 01:17:33.6307180",
+        "SAMPLING_INTERVAL_S: 0.01",
+        f"NDATA: {len(samples_cm)}",
+        f"STREAM: {stream}",
+        "UNITS: cm/s^2",
+        f"PGA_CM/S^2: {np.abs(samples_cm).max():.6f}",
+        "ORIGINAL_DATA_MEDIATOR_CITATION: : AFAD - Disaster And Emergency Management Presidency",
+        "USER4: ",
+    ]
+    lines = (TADAS_PREAMBLE if preamble else []) + header + [f"{v:.12g}" for v in samples_cm]
+    path.write_text("\n".join(lines) + "\n", encoding="latin-1")
+    return path
+
+
+def write_tadas_record(
+    folder: Path, station: str = "0120", vs30: str = "439", seed: int = 0
+) -> dict[str, Path]:
+    """``<event>_<station>_ap_AAD_Acc_{E,N,U}.asc``; returns the paths by component letter."""
+    data = quake(2000, seed) * 10  # cm/s^2
+    return {
+        c: write_esm(
+            folder / f"20230206011732_{station}_ap_AAD_Acc_{c}.asc",
+            data[:, i],
+            f"HN{s}",
+            station,
+            vs30,
+        )
+        for i, (c, s) in enumerate((("E", "E"), ("N", "N"), ("U", "Z")))
+    }
+
+
+def test_tadas_preamble_units_station_event_and_first_sample(tmp_path: Path) -> None:
+    paths = write_tadas_record(tmp_path)
+    (record,) = read_record(paths["N"])  # format found by content behind the preamble
+    assert record.source_format == "esm"
+    data = quake(2000, 0) * 10
+    np.testing.assert_allclose(record.waveform_mps2, data[:, [2, 1, 0]].T * 0.01, rtol=1e-10)
+    assert (record.station_network, record.station_code, record.vs30_mps) == ("TK", "0120", 439.0)
+    assert (record.event_id, record.event_magnitude, record.event_magnitude_type) == (
+        "13194",
+        7.7,
+        "Mw",
+    )
+    assert (record.event_latitude_deg, record.event_longitude_deg) == (37.288, 37.043)
+    assert record.event_origin_time == "2023-02-06T01:17:32"
+    assert record.start_time == "2023-02-06T01:17:33.630718"  # 7th fraction digit dropped
+    assert record.extra["preamble"]["AAD_HIGH_CUT_FREQUENCY_HZ"] == "40.0"
+
+
+def test_tadas_without_header_vs30_is_labelled_by_station_code(tmp_path: Path) -> None:
+    (tmp_path / "raw").mkdir()
+    write_tadas_record(tmp_path / "raw", station="0120", vs30="None")
+    stations = tmp_path / "stations.csv"
+    stations.write_text(
+        "network,station,lat,lon,vs30_mps,vs30_method\nTK,0120,36.77,35.79,440.5,unknown\n"
+    )
+    out = tmp_path / "ds"
+    summary = ingest_paths(
+        [tmp_path / "raw"], out, stations_csv=stations, params=IngestParams(pick=False)
+    )
+    assert (summary.ingested, summary.quarantined) == (1, 0)
+    metadata = pd.read_csv(out / "metadata.csv", dtype={"station_code": str})
+    assert metadata[["station_code", "station_vs30_mps"]].values.tolist() == [["0120", 440.5]]
+
+
+def test_esm_preamble_without_dyna_header_is_not_esm(tmp_path: Path) -> None:
+    path = tmp_path / "x_AAD_Acc_E.asc"
+    path.write_text("\n".join(TADAS_PREAMBLE + ["1.0"] * 20) + "\n")
+    with pytest.raises(ReaderError, match="unrecognised"):
+        read_record(path)
+
+
+def write_datools_mseed(
+    top: Path,
+    stem: str = "TSTH012001021200",
+    header_station: str = "TSTH0",
+    starts_s: tuple[float, float, float] = (0.0, 0.5, 1.0),
+    encoding: str = "FLOAT64",
+    sensor: str = "2",
+    t0: str = "2020-01-02T03:00:00",
+) -> dict[str, Path]:
+    """datools-style ``<top>/{EW2,NS2,UD2}/<stem>.<CH>.MSEED``, samples in g; by channel."""
+    import obspy
+
+    paths = {}
+    for i, (direction, start_s) in enumerate(zip(("EW", "NS", "UD"), starts_s, strict=True)):
+        channel = direction + sensor
+        data_g = (quake(3000, seed=i)[:, 0] / 981.0).astype(np.float64)
+        if encoding.startswith("INT"):
+            data_g = np.round(data_g * 1e6).astype(np.int32)
+        header = {"network": "BO", "station": header_station, "channel": channel}
+        header |= {"sampling_rate": 100.0, "starttime": obspy.UTCDateTime(t0) + start_s}
+        trace = obspy.Trace(data_g, header=header)
+        folder = top / channel
+        folder.mkdir(parents=True, exist_ok=True)
+        paths[channel] = folder / f"{stem}.{channel}.MSEED"
+        trace.write(str(paths[channel]), format="MSEED", encoding=encoding)
+    return paths
+
+
+def test_datools_mseed_channels_in_sibling_folders_make_one_record(tmp_path: Path) -> None:
+    paths = write_datools_mseed(tmp_path / "TSTH01" / "small_strain")
+    (record,) = read_record(paths["UD2"])
+    assert set(record.source_files) == {str(p) for p in paths.values()}
+    assert (record.station_network, record.station_code) == ("BO", "TSTH01")  # from the name
+    assert record.extra["header_station"] == "TSTH0"
+    assert record.sensor == "surface"
+    assert record.start_time == "2020-01-02T03:00:01"  # the window all three cover
+    n = record.n_samples
+    assert n == 3000 - 100
+    ud_g = quake(3000, seed=2)[:, 0] / 981.0  # UD starts last: whole; EW loses its first 1 s
+    ew_g = quake(3000, seed=0)[:, 0] / 981.0
+    np.testing.assert_allclose(record.waveform_mps2[0], ud_g[:n] * 9.80665, rtol=1e-12)
+    np.testing.assert_allclose(record.waveform_mps2[2], ew_g[100 : 100 + n] * 9.80665, rtol=1e-12)
+
+
+def test_datools_mseed_ingest_groups_and_labels_by_file_name_code(tmp_path: Path) -> None:
+    top = tmp_path / "TSTH01" / "small_strain"
+    write_datools_mseed(top, stem="TSTH012001021200")
+    write_datools_mseed(top, stem="TSTH012001031200", t0="2020-01-03T03:00:00")
+    stations = tmp_path / "stations.csv"
+    stations.write_text(
+        "network,station,lat,lon,vs30_mps,vs30_method\nBO,TSTH01,36.0,140.0,239.83,unknown\n"
+    )
+    out = tmp_path / "ds"
+    summary = ingest_paths([tmp_path / "TSTH01"], out, stations_csv=stations,
+                           params=IngestParams(pick=False))  # fmt: skip
+    assert (summary.input_files, summary.input_items, summary.ingested) == (6, 2, 2)
+    metadata = pd.read_csv(out / "metadata.csv", dtype={"station_code": str})
+    assert metadata["station_vs30_mps"].tolist() == [239.83, 239.83]
+    assert metadata["trace_source_format"].tolist() == ["mseed", "mseed"]
+    assert sorted(metadata["trace_start_time"]) == ["2020-01-02T03:00:01", "2020-01-03T03:00:01"]
+
+
+def test_datools_mseed_integer_samples_are_counts_refused(tmp_path: Path) -> None:
+    paths = write_datools_mseed(tmp_path / "S", encoding="INT32")
+    with pytest.raises(ReaderError, match="unknown units"):
+        read_record(paths["NS2"])
+
+
+def test_datools_mseed_borehole_channels(tmp_path: Path) -> None:
+    paths = write_datools_mseed(tmp_path / "S", sensor="1")
+    (record,) = read_record(paths["EW1"])
+    assert record.sensor == "borehole"

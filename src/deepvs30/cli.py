@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("deepvs30.predict", "Vs30 of stations from raw record files"),
     "bench": ("deepvs30.bench", "speed, memory and scaling benchmarks"),
     "real-benchmark": ("deepvs30.realbench", "station-disjoint benchmark on the real records"),
+    "real-model": ("deepvs30.realmodel", "train, register and promote the real-world model"),
 }
 
 

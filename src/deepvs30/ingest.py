@@ -1,7 +1,10 @@
 """``deepvs30 ingest``: real strong-motion archives → the canonical dataset.
 
-Walks files and folders, groups component files into records (:mod:`deepvs30.readers`), reads
-each record once, joins Vs30 from station tables where the file has none, takes P/S arrivals
+Walks files and folders, unpacks ``.tar.gz``/``.tgz``/``.tar``/``.zip`` archives as they come
+(NIED ``<event>.knt.tar.gz``, AFAD TADAS ``<event>.zip``; into a temporary folder removed after
+each archive, members named ``archive:member``), groups component files into records
+(:mod:`deepvs30.readers`; the files of one archive group as they would on disk), reads each
+record once, joins Vs30 from station tables where the file has none, takes P/S arrivals
 from the source or picks them, and writes the canonical dataset with
 :func:`deepvs30.dataset.write_dataset`.
 Nothing is dropped silently: every input record (or unreadable file group) ends either in the
@@ -17,7 +20,8 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,11 +36,13 @@ from deepvs30.readers import (
     FORMATS,
     FileGroup,
     RawRecord,
+    adopt_names,
     group_files,
     is_sidecar,
     read_group,
     read_record,
 )
+from deepvs30.readers.archives import Unpacked, is_archive, unpacked
 from deepvs30.readers.base import hypocentral_distance_km
 from deepvs30.readers.picking import Picks, given_or_picked
 from deepvs30.readers.stations import (
@@ -61,13 +67,17 @@ class IngestParams:
     ngaw2_flatfile: str = ""  # NGA-West2 flatfile for K-NET/KiK-net codes ("" = not used)
     sensor: SensorChoice = "surface"  # KiK-net: surface (default), borehole or all
     pick: bool = True  # pick P/S with ObsPy where the source gives none
+    # Vs30 labels of one station that differ by more than this are conflicting (quarantined);
+    # the same default as validate.station_vs30_tolerance_mps (363 vs 364 m/s: one label).
+    vs30_tolerance_mps: float = 1.0
 
 
 @dataclass
 class IngestSummary:
     out_dir: Path
-    input_files: int = 0  # data files walked (sidecars excluded)
+    input_files: int = 0  # data files walked, archive members included (sidecars excluded)
     sidecar_files: int = 0  # .metadata/.xml/.rs/... consumed by readers, not records
+    archives: int = 0  # archives unpacked (their members are counted in input_files)
     input_items: int = 0  # records read + file groups that failed to read
     ingested: int = 0
     quarantined: int = 0
@@ -83,7 +93,8 @@ class IngestSummary:
     def text(self) -> str:
         lines = [
             f"input: {self.input_files} data file(s) ({self.sidecar_files} sidecar file(s) used "
-            f"as metadata) -> {self.input_items} record(s)/unreadable group(s)",
+            f"as metadata; {self.archives} archive(s) unpacked) -> {self.input_items} "
+            "record(s)/unreadable group(s)",
             f"ingested: {self.ingested} "
             + ", ".join(f"{k}={v}" for k, v in sorted(self.ingested_by_format.items())),
             f"quarantined: {self.quarantined} (see {self.out_dir / QUARANTINE_FILE})",
@@ -126,6 +137,67 @@ def walk(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path], list[Path
         for child in children:
             (sidecars if is_sidecar(child) else data).append(child)
     return sorted(set(data)), sorted(set(sidecars)), missing
+
+
+@dataclass
+class Batch:
+    """The file groups of one source: the plain files walked, or the members of one archive
+    (``view`` set while its temporary folder exists). Names are as users see them."""
+
+    groups: list[FileGroup]
+    rejected: list[tuple[str, str]]  # (file or archive name, reason): not read, one item each
+    view: Unpacked | None = None
+    n_files: int = 0  # data files (members) in this batch
+    n_sidecars: int = 0
+
+    def name(self, path: str | Path) -> str:
+        return self.view.name(path) if self.view else str(path)
+
+    def reason(self, text: str) -> str:
+        return self.view.rename(text) if self.view else text
+
+    def files(self, group: FileGroup) -> str:
+        return ";".join(self.name(p) for p in group.files)
+
+    def read(self, group: FileGroup, siblings: bool = False) -> list[RawRecord]:
+        """The group's records, files named ``archive:member`` inside archives; ReaderError.
+        ``siblings``: also the other component files next to them (one file given alone)."""
+        try:
+            records = read_record(group.files[0], group.fmt) if siblings else read_group(group)
+        except ReaderError as exc:
+            raise ReaderError(self.files(group), self.reason(exc.reason)) from exc
+        if self.view is not None:
+            for record in records:
+                adopt_names(record, self.view)
+        return records
+
+
+def batches(data_files: Sequence[Path], fmt: str = "auto") -> Iterator[Batch]:
+    """Plain files first, then each archive unpacked in turn (its folder removed before the
+    next one): use each batch before asking for the next."""
+    plain = [p for p in data_files if not is_archive(p)]
+    groups, rejected = group_files(plain, fmt)
+    yield Batch(groups, [(str(p), e.reason) for p, e in rejected], n_files=len(plain))
+    for archive in data_files:
+        if is_archive(archive):
+            yield from _archive_batch(archive, fmt)
+
+
+def _archive_batch(archive: Path, fmt: str) -> Iterator[Batch]:
+    stack = ExitStack()
+    try:
+        view = stack.enter_context(unpacked(archive))
+    except ReaderError as exc:
+        yield Batch([], [(str(archive), exc.reason)])
+        return
+    with stack:
+        members = [p for p in view.files if not is_sidecar(p)]
+        if not members:
+            yield Batch([], [(str(archive), "archive holds no data files")])
+            return
+        groups, rejected = group_files(members, fmt)
+        named = [(view.name(p), view.rename(e.reason)) for p, e in rejected]
+        yield Batch(groups, named, view, len(members), len(view.files) - len(members))
 
 
 # ---------------------------------------------------------------- stations
@@ -229,19 +301,41 @@ def to_canonical(record: RawRecord, picks: Picks | None = None) -> tuple[dict, n
     return meta, record.waveform_mps2
 
 
+def picks_for(record: RawRecord, pick: bool = True) -> Picks:
+    """P/S of a record: given or picked (``pick``), else the source's own arrivals only."""
+    if pick:
+        return given_or_picked(record)
+    p_s, s_s = record.p_arrival_s, record.s_arrival_s
+    return Picks(
+        p_s,
+        s_s,
+        "given" if p_s is not None else "failed",
+        "given" if s_s is not None else "failed",
+        "" if p_s is not None and s_s is not None else "not picked (pick: false)",
+    )
+
+
+def canonical_pairs(
+    records: Iterable[RawRecord], stations: StationTable | None = None, pick: bool = True
+) -> list[tuple[dict, np.ndarray]]:
+    """Records → canonical ``(metadata, waveform)`` pairs, labels joined (Vs30 may be blank)."""
+    pairs = []
+    for record in records:
+        record = join_station(record, stations)
+        pairs.append(to_canonical(record, picks_for(record, pick)))
+    return pairs
+
+
 def records_for_prediction(
     path: str | Path,
     fmt: str = "auto",
     stations: StationTable | None = None,
     pick: bool = True,
 ) -> list[tuple[dict, np.ndarray]]:
-    """One raw file (plus its sibling components) → canonical ``(metadata, waveform)`` pairs,
-    the same rows ``ingest`` writes (Vs30 may be blank). Raises ReaderError."""
-    pairs = []
-    for record in read_record(path, fmt):
-        record = join_station(record, stations)
-        pairs.append(to_canonical(record, given_or_picked(record) if pick else None))
-    return pairs
+    """One raw file (plus its sibling components; ``archive:member`` names work) → canonical
+    ``(metadata, waveform)`` pairs, the same rows ``ingest`` writes (Vs30 may be blank).
+    Raises ReaderError."""
+    return canonical_pairs(read_record(path, fmt), stations, pick)
 
 
 # ---------------------------------------------------------------- ingest
@@ -277,34 +371,27 @@ def ingest_paths(
         summary.quarantined_by_reason[_reason_class(reason)] += 1
 
     data_files, sidecars, missing = walk(paths)
-    summary.input_files, summary.sidecar_files = len(data_files), len(sidecars)
+    summary.sidecar_files = len(sidecars)
     summary.input_items += len(missing)
     for path in missing:
         quarantine(str(path), "no such file or folder")
-    groups, rejected = group_files(data_files, fmt)
-    summary.input_items += len(rejected)
-    for path, exc in rejected:
-        quarantine(str(path), exc.reason)
 
     accepted: list[tuple[dict, np.ndarray]] = []
     seen: dict[tuple[str, ...], str] = {}
-    for group in groups:
-        records = _read_or_quarantine(group, summary, quarantine)
-        for record in records:
-            summary.input_items += 1
-            reason = _screen(record, params, include_unlabelled, seen, stations)
-            if reason:
-                quarantine(record.source_file, reason)
-                continue
-            seen[_dedupe_key(record)] = record.source_file
-            picks = given_or_picked(record) if params.pick else None
-            meta, waveform = to_canonical(record, picks)
-            summary.picks_by_status[f"P {meta['trace_p_status']}"] += 1
-            summary.picks_by_status[f"S {meta['trace_s_status']}"] += 1
-            accepted.append((meta, waveform))
-            summary.ingested += 1
-            summary.ingested_by_format[record.source_format] += 1
-    accepted = _drop_conflicting_labels(accepted, summary, quarantine)
+    for batch in batches(data_files, fmt):
+        _count_batch(batch, summary)
+        for name, reason in batch.rejected:
+            quarantine(name, reason)
+        for group in batch.groups:
+            for record in _read_or_quarantine(group, batch, summary, quarantine):
+                summary.input_items += 1
+                reason = _screen(record, params, include_unlabelled, seen, stations)
+                if reason:
+                    quarantine(record.source_file, reason)
+                    continue
+                seen[_dedupe_key(record)] = record.source_file
+                accepted.append(_accept(record, params.pick, summary))
+    accepted = _drop_conflicting_labels(accepted, summary, quarantine, params.vs30_tolerance_mps)
     _make_names_unique(accepted)
     if accepted:
         write_dataset(out_dir, accepted, total=len(accepted))
@@ -319,21 +406,28 @@ def ingest_paths(
     return summary
 
 
+def _station_key(meta: dict) -> str:
+    return f"{meta['station_network_code']}.{meta['station_code']}"
+
+
 def _drop_conflicting_labels(
-    accepted: list[tuple[dict, np.ndarray]], summary: IngestSummary, quarantine
+    accepted: list[tuple[dict, np.ndarray]],
+    summary: IngestSummary,
+    quarantine,
+    tolerance_mps: float = 0.0,
 ) -> list[tuple[dict, np.ndarray]]:
-    """Vs30 is one value per station: records of a station whose sources disagree (e.g. the
-    .mat file says 466 m/s, the AFAD station list 1024 m/s) are quarantined, not guessed."""
+    """Vs30 is one value per station: records of a station whose sources disagree by more than
+    ``tolerance_mps`` (e.g. the .mat file says 466 m/s, the AFAD station list 1024 m/s) are
+    quarantined, not guessed. Labels within the tolerance (363 vs 364 m/s) are kept as given."""
     labels: dict[str, set[float]] = {}
     for meta, _ in accepted:
-        key = f"{meta['station_network_code']}.{meta['station_code']}"
         vs30 = pd.to_numeric(meta["station_vs30_mps"], errors="coerce")
         if pd.notna(vs30):  # blank labels (--include-unlabelled) do not conflict
-            labels.setdefault(key, set()).add(round(float(vs30), 1))
-    conflicting = {k: v for k, v in labels.items() if len(v) > 1}
+            labels.setdefault(_station_key(meta), set()).add(round(float(vs30), 1))
+    conflicting = {k: v for k, v in labels.items() if max(v) - min(v) > tolerance_mps + 1e-9}
     kept = []
     for meta, waveform in accepted:
-        key = f"{meta['station_network_code']}.{meta['station_code']}"
+        key = _station_key(meta)
         if key not in conflicting:
             kept.append((meta, waveform))
             continue
@@ -343,17 +437,45 @@ def _drop_conflicting_labels(
             f"station {key} has conflicting Vs30 labels ({values} m/s); "
             "give the right one with --stations",
         )
-        summary.ingested -= 1
-        summary.ingested_by_format[meta["trace_source_format"]] -= 1
+        _uncount(meta, summary)
     return kept
 
 
-def _read_or_quarantine(group: FileGroup, summary: IngestSummary, quarantine) -> list[RawRecord]:
+def _uncount(meta: dict, summary: IngestSummary) -> None:
+    """Take an accepted record back out of the ingested counts."""
+    summary.ingested -= 1
+    summary.ingested_by_format[meta["trace_source_format"]] -= 1
+    summary.picks_by_status[f"P {meta['trace_p_status']}"] -= 1
+    summary.picks_by_status[f"S {meta['trace_s_status']}"] -= 1
+    for counter in (summary.ingested_by_format, summary.picks_by_status):
+        for name in [k for k, n in counter.items() if n <= 0]:
+            del counter[name]
+
+
+def _count_batch(batch: Batch, summary: IngestSummary) -> None:
+    summary.input_files += batch.n_files
+    summary.sidecar_files += batch.n_sidecars
+    summary.archives += batch.view is not None
+    summary.input_items += len(batch.rejected)
+
+
+def _accept(record: RawRecord, pick: bool, summary: IngestSummary) -> tuple[dict, np.ndarray]:
+    meta, waveform = to_canonical(record, picks_for(record, pick))
+    summary.picks_by_status[f"P {meta['trace_p_status']}"] += 1
+    summary.picks_by_status[f"S {meta['trace_s_status']}"] += 1
+    summary.ingested += 1
+    summary.ingested_by_format[record.source_format] += 1
+    return meta, waveform
+
+
+def _read_or_quarantine(
+    group: FileGroup, batch: Batch, summary: IngestSummary, quarantine
+) -> list[RawRecord]:
     try:
-        return read_group(group)
+        return batch.read(group)
     except ReaderError as exc:
         summary.input_items += 1
-        quarantine(";".join(map(str, group.files)), exc.reason)
+        quarantine(exc.path, exc.reason)
         return []
 
 

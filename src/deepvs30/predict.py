@@ -59,30 +59,39 @@ def read_inputs(
     pick: bool = True,
     sensor: str = "surface",
 ) -> tuple[list[tuple[dict, np.ndarray]], list[dict]]:
-    """Every record under ``paths`` as canonical ``(metadata, waveform)`` pairs, and the
-    files or records that could not be used, each with the reader's reason."""
-    from deepvs30.ingest import records_for_prediction, walk
-    from deepvs30.readers import group_files
+    """Every record under ``paths`` (archives unpacked as ``ingest`` does, members named
+    ``archive:member``) as canonical ``(metadata, waveform)`` pairs, and the files or records
+    that could not be used, each with the reader's reason."""
+    from deepvs30.ingest import batches, canonical_pairs, walk
 
     data_files, _, missing = walk(paths)
     skipped = [_skip(path, "no such file or folder") for path in missing]
-    groups, rejected = group_files(data_files, fmt)
-    skipped += [_skip(path, exc.reason) for path, exc in rejected]
     pairs: list[tuple[dict, np.ndarray]] = []
-    for group in groups:
-        try:
-            found = records_for_prediction(group.files[0], group.fmt, stations, pick)
-        except ReaderError as exc:
-            skipped.append(_skip(";".join(map(str, group.files)), exc.reason))
-            continue
-        for meta, waveform in found:
-            if sensor != "all" and meta.get("trace_sensor", sensor) != sensor:
-                reason = f"{meta['trace_sensor']} sensor not used (ingest.sensor: {sensor})"
-                skipped.append(_skip(meta["trace_source_file"], reason, meta))
+    for batch in batches(data_files, fmt):
+        skipped += [_skip(name, reason) for name, reason in batch.rejected]
+        for group in batch.groups:
+            try:
+                found = canonical_pairs(batch.read(group, siblings=True), stations, pick)
+            except ReaderError as exc:
+                skipped.append(_skip(exc.path, exc.reason))
                 continue
-            pairs.append((meta, waveform))
+            pairs += _sensor_filter(found, sensor, skipped)
     _unique_names(pairs)
     return pairs, skipped
+
+
+def _sensor_filter(
+    found: list[tuple[dict, np.ndarray]], sensor: str, skipped: list[dict]
+) -> list[tuple[dict, np.ndarray]]:
+    """The pairs of the chosen KiK-net sensor; the others go to ``skipped`` with the reason."""
+    kept = []
+    for meta, waveform in found:
+        if sensor != "all" and meta.get("trace_sensor", sensor) != sensor:
+            reason = f"{meta['trace_sensor']} sensor not used (ingest.sensor: {sensor})"
+            skipped.append(_skip(meta["trace_source_file"], reason, meta))
+            continue
+        kept.append((meta, waveform))
+    return kept
 
 
 def _unique_names(pairs: list[tuple[dict, np.ndarray]]) -> None:

@@ -11,6 +11,7 @@ early stopping on the validation loss keeps the best epoch.
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import logging
@@ -201,7 +202,36 @@ def fit(
             break
     network.load_state_dict(best["state"])
     final_val = _evaluate_split(bundle, val_set, parts["val"], train.loss)
+    start = _starting_candidate(init, features, parts["val"], waves, fs_hz, train.loss)
+    if start is not None and start[1] < _ln_loss(final_val, bundle, train.loss):
+        log.info("fine-tuning did not beat its starting model on validation: keeping the start")
+        return TrainResult(start[0], history, 0, start[2], skipped, time.perf_counter() - t0)
     return TrainResult(bundle, history, best["epoch"], final_val, skipped, time.perf_counter() - t0)
+
+
+def _ln_loss(val: dict, bundle: ModelBundle, loss_kind: str) -> float:
+    """The validation loss in ln Vs30 units, comparable between models whose target
+    normalisers differ (a fine-tuned model and the model it started from)."""
+    std = bundle.normaliser.target_std
+    return val["val_loss"] * std**2 if loss_kind == "mse" else val["val_loss"] + float(np.log(std))
+
+
+def _starting_candidate(
+    init: ModelBundle | None,
+    features: FeatureParams,
+    val_records: pd.DataFrame,
+    waves: np.ndarray,
+    fs_hz: float,
+    loss_kind: str,
+) -> tuple[ModelBundle, float, dict] | None:
+    """Fine-tuning keeps its starting model as "epoch 0": (a copy of it, its validation loss
+    in ln units, its validation metrics), when it reads the same inputs; else None."""
+    if init is None or init.features != features or init.fs_hz != fs_hz:
+        return None
+    start = copy.deepcopy(init)
+    val_set = WindowDataset(waves, val_records, fs_hz, start.features, start.normaliser)
+    val = _evaluate_split(start, val_set, val_records, loss_kind)
+    return start, _ln_loss(val, start, loss_kind), val
 
 
 def run_epoch(
@@ -403,8 +433,10 @@ def train_and_log(
     nested: bool = False,
     on_epoch: EpochCallback | None = None,
     transfer: TransferParams | None = None,
+    sigma_scale: float = 1.0,
 ) -> TrainResult:
-    """fit() inside an MLflow run: params, per-epoch metrics, the pyfunc model, lineage."""
+    """fit() inside an MLflow run: params, per-epoch metrics, the pyfunc model, lineage.
+    ``sigma_scale`` calibrates the model's predicted sigma (from out-of-fold coverage)."""
     import mlflow
 
     from deepvs30 import tracking
@@ -440,6 +472,7 @@ def train_and_log(
         result = fit(
             prepared_dir, features, model, train, on_epoch=log_epoch, init=init, transfer=transfer
         )
+        result.bundle.normaliser.sigma_scale = sigma_scale
         result.bundle.save(out_dir)
         pd.DataFrame(result.history).to_csv(out_dir / "history.csv", index=False)
         result.skipped.to_csv(out_dir / "skipped.csv", index=False)

@@ -54,6 +54,7 @@ class Normaliser:
     scalar_std: list[float]
     target_mean: float  # of ln Vs30 (m/s)
     target_std: float
+    sigma_scale: float = 1.0  # calibration of the predicted sigma (real benchmark folds)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,7 +116,8 @@ class Normaliser:
 
     def ln_vs30(self, z: np.ndarray, log_sigma_z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Standardised outputs back to ln Vs30 (m/s) and its standard deviation."""
-        return z * self.target_std + self.target_mean, np.exp(log_sigma_z) * self.target_std
+        sigma_ln = np.exp(log_sigma_z) * self.target_std * self.sigma_scale
+        return z * self.target_std + self.target_mean, sigma_ln
 
 
 class WindowDataset(torch.utils.data.Dataset):

@@ -5,7 +5,10 @@
 - :func:`detect_format`, :func:`group_files`, :func:`read_group` — what ``deepvs30 ingest`` uses to
   read whole folders, each record once;
 - :data:`FORMATS` — the registry by name (afad-mat, nsmn, esm, knet, kiknet, itaca, at2, sac,
-  mseed, obspy).
+  mseed, obspy);
+- :mod:`deepvs30.readers.archives` — ``.tar.gz``/``.tgz``/``.tar``/``.zip`` archives unpacked into
+  a temporary folder for the readers; members are named ``archive:member``, a name
+  :func:`read_record` also accepts.
 
 Every failure is a :class:`deepvs30.errors.ReaderError`; readers never raise anything else.
 """
@@ -18,13 +21,15 @@ from functools import partial
 from pathlib import Path
 
 from deepvs30.errors import ReaderError
-from deepvs30.readers import afad_mat, at2, esm, itaca, knet, nsmn, seed
+from deepvs30.readers import afad_mat, archives, at2, esm, itaca, knet, nsmn, seed
 from deepvs30.readers.base import RawRecord
 
 __all__ = [
     "FORMATS",
     "SIDECAR_SUFFIXES",
     "FileGroup",
+    "adopt_names",
+    "archives",
     "RawRecord",
     "ReaderError",
     "detect_format",
@@ -35,7 +40,11 @@ __all__ = [
 
 # Files that describe records but are not records: consumed by the readers, never counted.
 SIDECAR_SUFFIXES = (".metadata", ".rs", ".xml", ".json", ".md", ".csv", ".xlsx", ".yml", ".yaml")
-HEAD_BYTES = 512
+HEAD_BYTES = 2048  # enough for an ESM header behind the AFAD TADAS preamble
+
+
+def _own_folder(path: Path) -> list[Path]:
+    return [path.parent]
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,7 @@ class ReaderSpec:
     read: Callable[[list[Path]], list[RawRecord]]
     group_key: Callable[[Path], str]
     looks_like: Callable[[Path, bytes], bool]
+    search_dirs: Callable[[Path], list[Path]] = _own_folder  # where sibling components live
 
 
 def _single(path: Path) -> str:
@@ -59,7 +69,11 @@ FORMATS: dict[str, ReaderSpec] = {
     "itaca": ReaderSpec("itaca", itaca.read, itaca.group_key, itaca.looks_like),
     "at2": ReaderSpec("at2", at2.read, at2.group_key, at2.looks_like),
     "mseed": ReaderSpec(
-        "mseed", partial(seed.read, fmt=seed.FORMAT_MSEED), seed.group_key, seed.looks_like_mseed
+        "mseed",
+        partial(seed.read, fmt=seed.FORMAT_MSEED),
+        seed.group_key,
+        seed.looks_like_mseed,
+        seed.search_dirs,
     ),
     "sac": ReaderSpec(
         "sac", partial(seed.read, fmt=seed.FORMAT_SAC), seed.group_key, seed.looks_like_sac
@@ -140,23 +154,58 @@ def read_record(path: str | Path, fmt: str = "auto") -> list[RawRecord]:
     """Read the record(s) that ``path`` belongs to; sibling component files are found in its folder.
 
     K-NET/KiK-net, ESM, ITACA, AT2, SAC and miniSEED store one component per file: give any one
-    of them and the other two are picked up from the same folder.
+    of them and the other two are picked up from the same folder (or, for miniSEED in NIED
+    channel folders ``EW2/``, ``NS2/``, ``UD2/``, from the sibling folders). ``path`` may name an
+    archive member as ``archive.tar.gz:member``; the record's files are then named that way too.
     """
+    inside = archives.split_member(path)
+    if inside is not None:
+        return _read_member(*inside, fmt=fmt)
     path = Path(path)
     if not path.is_file():
         raise ReaderError(path, "no such file")
+    if archives.is_archive(path):
+        raise ReaderError(path, "an archive: name one member as ARCHIVE:MEMBER, or ingest it")
     name = detect_format(path) if fmt == "auto" else fmt
     if name not in FORMATS:
         raise ReaderError(path, f"unknown format {name!r}; known: {sorted(FORMATS)}")
-    key = FORMATS[name].group_key(path)
+    return read_group(FileGroup(name, tuple(sorted(_siblings(path, name)))))
+
+
+def _siblings(path: Path, name: str) -> list[Path]:
+    """``path`` and the files of the same record next to it (same group key)."""
+    spec = FORMATS[name]
+    key = spec.group_key(path)
     siblings = [path]
-    if key != str(path):
-        for other in sorted(path.parent.iterdir()):
+    if key == str(path):
+        return siblings
+    for folder in spec.search_dirs(path):
+        for other in sorted(folder.iterdir()):
             if other != path and other.is_file() and not is_sidecar(other):
                 try:
-                    same = FORMATS[name].group_key(other) == key
+                    same = spec.group_key(other) == key
                 except Exception:
                     same = False
                 if same:
                     siblings.append(other)
-    return read_group(FileGroup(name, tuple(sorted(siblings))))
+    return siblings
+
+
+def _read_member(archive: Path, member: str, fmt: str) -> list[RawRecord]:
+    with archives.unpacked(archive) as view:
+        target = view.path(member)
+        if not target.is_file():
+            raise ReaderError(archives.member_name(archive, member), "no such archive member")
+        try:
+            records = read_record(target, fmt)
+        except ReaderError as exc:
+            raise ReaderError(view.name(exc.path), view.rename(exc.reason)) from exc
+        for record in records:
+            adopt_names(record, view)
+        return records
+
+
+def adopt_names(record: RawRecord, view: archives.Unpacked) -> RawRecord:
+    """Name the record's files ``archive:member`` instead of their temporary paths."""
+    record.source_files = tuple(view.name(f) for f in record.source_files)
+    return record

@@ -2,8 +2,16 @@
 
 One file per component (stream ``HNE``/``HNN``/``HNZ`` or ``..1``/``..2``); files of one
 station and event are grouped into a 3-component record. ``UNITS`` must be cm/s^2 (→ ×0.01) or
-m/s^2. ``VS30_M/S`` (blank = unknown; method not stated → "unknown"),
-``DATE_TIME_FIRST_SAMPLE_YYYYMMDD_HHMMSS`` is the first sample (UTC).
+m/s^2. ``VS30_M/S`` (blank or ``None`` = unknown; method not stated → "unknown"),
+``DATE_TIME_FIRST_SAMPLE_YYYYMMDD_HHMMSS`` is the first sample (UTC; ``20190728_160919.870``
+or ``2019/07/28 16:09:19.8700000`` — digits beyond microseconds are dropped).
+
+AFAD TADAS downloads (``<event>_<station>_{ap|mp}_AAD_Acc_{E|N|U}.asc``) put a preamble of
+``AAD_*`` lines (``AAD_Filtered_TADAS_FILE``, baseline correction, filter type/order/corners)
+before ``EVENT_NAME:``; it is skipped and kept in ``extra["preamble"]``. Their station codes are
+4 digits with a leading zero (``0120``, network ``TK``), kept as text. Components with the
+same first-sample time whose lengths differ by at most 2 trailing samples are cut to the
+shortest (``extra["trimmed_tail_samples"]``); larger differences are refused.
 """
 
 from __future__ import annotations
@@ -27,15 +35,43 @@ from deepvs30.readers.base import (
 FORMAT = "esm"
 UNIT_TO_MPS2 = {"cm/s^2": 0.01, "cm/s/s": 0.01, "cm/s2": 0.01, "m/s^2": 1.0, "m/s/s": 1.0}
 _KEY = re.compile(r"^[A-Z][A-Z0-9_/^.()\-]*$")
-_TIME_FORMATS = ("%Y%m%d_%H%M%S.%f", "%Y%m%d_%H%M%S", "%d/%m/%Y %H:%M:%S.%f", "%d/%m/%Y %H:%M:%S")
+_TIME_FORMATS = (
+    "%Y%m%d_%H%M%S.%f",
+    "%Y%m%d_%H%M%S",
+    "%Y/%m/%d %H:%M:%S.%f",
+    "%Y/%m/%d %H:%M:%S",
+    "%d/%m/%Y %H:%M:%S.%f",
+    "%d/%m/%Y %H:%M:%S",
+)
+_LONG_FRACTION = re.compile(r"(\.\d{6})\d+$")  # strptime's %f takes at most 6 digits
+MAX_TAIL_TRIM_SAMPLES = 2  # same start, last sample(s) missing on one component
+PREAMBLE_PREFIX = "AAD_"  # AFAD TADAS lines before EVENT_NAME:
+MAX_PREAMBLE_LINES = 20
+
+
+def _skip_preamble(lines: list[str]) -> tuple[dict[str, str], int]:
+    """``AAD_*`` lines before the DYNA header as a dict, and the index of the first other line."""
+    preamble: dict[str, str] = {}
+    for i, line in enumerate(lines[:MAX_PREAMBLE_LINES]):
+        if not line.startswith(PREAMBLE_PREFIX):
+            return preamble, i
+        key, _, value = line.partition(":")
+        preamble[key.strip()] = value.strip()
+    return preamble, min(len(lines), MAX_PREAMBLE_LINES)
 
 
 def looks_like(path: Path, head: bytes) -> bool:
-    return head.startswith(b"EVENT_NAME:") and b"STATION_CODE:" in head
+    lines = head.decode("latin-1").splitlines()
+    _, first = _skip_preamble(lines)
+    body = "\n".join(lines[first:])
+    return body.startswith("EVENT_NAME:") and "STATION_CODE:" in body
 
 
-def _parse(path: Path) -> tuple[dict[str, str], np.ndarray]:
+def _parse(path: Path) -> tuple[dict[str, str], dict[str, str], np.ndarray]:
+    """(header, preamble, samples) of one component file."""
     lines = read_text_lines(path)
+    preamble, start = _skip_preamble(lines)
+    lines = lines[start:]
     header: dict[str, str] = {}
     first = None
     for i, line in enumerate(lines[:200]):
@@ -54,13 +90,14 @@ def _parse(path: Path) -> tuple[dict[str, str], np.ndarray]:
     n_stated = int(to_float(path, header["NDATA"], "NDATA"))
     if n_stated != samples.size:
         raise fail(path, f"NDATA {n_stated} but {samples.size} samples (truncated?)")
-    return header, samples
+    return header, preamble, samples
 
 
 def _time(text: str | None) -> str | None:
+    text = _LONG_FRACTION.sub(r"\1", (text or "").strip())
     for fmt in _TIME_FORMATS:
         try:
-            return datetime.strptime((text or "").strip(), fmt).isoformat()
+            return datetime.strptime(text, fmt).isoformat()
         except ValueError:
             continue
     return None
@@ -81,6 +118,21 @@ def _component(path: Path, header: dict[str, str]) -> str:
     return mapping[code]
 
 
+def _trim_tail(components: dict[str, np.ndarray], headers: dict[str, dict[str, str]]) -> int:
+    """Cut components that start at the same stated time to the shortest one when they differ
+    by at most :data:`MAX_TAIL_TRIM_SAMPLES` at the end (TADAS files: NDATA 2879/2878/2879).
+    Returns the most samples cut; larger differences are left for ``stack_zne`` to refuse."""
+    starts = {h.get("DATE_TIME_FIRST_SAMPLE_YYYYMMDD_HHMMSS", "") for h in headers.values()}
+    lengths = {c: len(v) for c, v in components.items()}
+    shortest = min(lengths.values())
+    cut = max(lengths.values()) - shortest
+    if cut == 0 or cut > MAX_TAIL_TRIM_SAMPLES or len(starts) != 1 or "" in starts:
+        return 0
+    for comp, samples in components.items():
+        components[comp] = samples[:shortest]
+    return cut
+
+
 def group_key(path: Path) -> str:
     """ESM files of one record share everything but the channel letter in their name."""
     name = path.name
@@ -96,8 +148,9 @@ def read(paths: list[Path]) -> list[RawRecord]:
     """One record from the component files of one station and event."""
     components: dict[str, np.ndarray] = {}
     headers: dict[str, dict[str, str]] = {}
+    preamble: dict[str, str] = {}
     for path in paths:
-        header, samples = _parse(path)
+        header, preamble, samples = _parse(path)
         unit = header.get("UNITS", "").strip().lower()
         if unit not in UNIT_TO_MPS2:
             raise fail(path, f"unknown units {unit!r}")
@@ -115,6 +168,7 @@ def read(paths: list[Path]) -> list[RawRecord]:
     }
     if len({round(r, 6) for r in rates.values()}) != 1:
         raise fail(first, f"components have different sampling rates {rates}")
+    trimmed = _trim_tail(components, headers)
     h = headers["Z"]
     vs30 = optional_float(h.get("VS30_M/S"))
     mag_w, mag_l = optional_float(h.get("MAGNITUDE_W")), optional_float(h.get("MAGNITUDE_L"))
@@ -141,7 +195,9 @@ def read(paths: list[Path]) -> list[RawRecord]:
         extra={
             "pga_header_mps2": {
                 c: (optional_float(hh.get("PGA_CM/S^2")) or 0) * 0.01 for c, hh in headers.items()
-            }
+            },
+            "preamble": preamble,
+            "trimmed_tail_samples": trimmed,
         },
     )
     return [check_record(record)]

@@ -8,17 +8,29 @@ Raw counts without a response, and SAC files without one, are refused ("unknown 
 Orientation: azimuth/dip from the inventory, rotated to ZNE with ObsPy's ``rotate2zne`` (so
 ``HN1``/``HN2`` end up as N/E correctly). Channels starting at different times are trimmed to their
 common window.
+
+NIED channel names (``EW1/NS1/UD1`` borehole, ``EW2/NS2/UD2`` surface) are also grouped, into
+one record per sensor: UD→Z, NS→N, EW→E, no rotation. Such miniSEED files written by the
+datools KiK-net helpers (one channel per file, FLOAT32/FLOAT64 samples, no StationXML,
+``<STA>/…/{EW2,NS2,UD2}/<STA><yymmddhhmm>.<CH>.MSEED``) hold acceleration in **g** (datools
+converts gal × 0.0010197 ≈ 1/980.665): without a StationXML response their float samples are
+taken as g and converted with ×9.80665 m/s² per g (integer NIED-channel samples are counts:
+refused as unknown units). Their header station code is cut to 5 characters (SEED limit:
+``FKSH1``); where the file name ``<code><yymmddhhmm>`` gives a longer code that starts with it,
+the file-name code is used (``FKSH11``). Files of one record sit in sibling channel folders;
+:func:`group_key` and :func:`search_dirs` look across them.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from deepvs30.readers.base import RawRecord, check_record, fail, read_bytes
+from deepvs30.readers.base import G_MPS2, RawRecord, check_record, fail, read_bytes
 
 FORMAT_MSEED = "mseed"
 FORMAT_SAC = "sac"
@@ -40,6 +52,11 @@ _ACC_UNITS = {
     "G": 9.80665,
 }
 _OBSPY_FORMAT = {FORMAT_MSEED: "MSEED", FORMAT_SAC: "SAC", FORMAT_OBSPY: None}
+NIED_CHANNEL = re.compile(r"^(EW|NS|UD)([12])$", re.IGNORECASE)
+_NIED_COMPONENT = {"UD": "Z", "NS": "N", "EW": "E"}
+_NIED_STEM = re.compile(r"^([A-Z]{3,4}\d{2,3})(\d{10})$")  # station + JST yymmddhhmm
+_FLOAT_ENCODINGS = ("FLOAT32", "FLOAT64")
+DATOOLS_UNIT_MPS2 = G_MPS2  # datools miniSEED samples are in g
 
 
 def looks_like_mseed(path: Path, head: bytes) -> bool:
@@ -52,11 +69,31 @@ def looks_like_sac(path: Path, head: bytes) -> bool:
     return path.suffix.lower() == ".sac"
 
 
+def _channel_folder(path: Path) -> bool:
+    """True when the file sits in a folder named after its NIED channel (``EW2/X.EW2.MSEED``)."""
+    parts = path.name.split(".")
+    return NIED_CHANNEL.match(path.parent.name) is not None and path.parent.name in parts
+
+
+def search_dirs(path: Path) -> list[Path]:
+    """Folders that hold the other channels of ``path``'s record (sibling channel folders)."""
+    if not _channel_folder(path):
+        return [path.parent]
+    top = path.parent.parent
+    return [d for d in sorted(top.iterdir()) if d.is_dir() and NIED_CHANNEL.match(d.name)]
+
+
 def group_key(path: Path) -> str:
-    """Files of one station/instrument: ``NET.STA.LOC.HN?`` from the name, else the stem."""
+    """Files of one station/instrument: ``NET.STA.LOC.HN?`` from the name, else the stem.
+    NIED channels: ``X.EW2.MSEED`` → ``X.??2.MSEED``, across sibling channel folders."""
     parts = path.name.split(".")
     for i in range(len(parts) - 1, -1, -1):
         chan = parts[i].split("__")[0]
+        nied = NIED_CHANNEL.match(parts[i]) if i > 0 else None
+        if nied:
+            parts[i] = "??" + nied[2]
+            folder = path.parent.parent if _channel_folder(path) else path.parent
+            return str(folder / ".".join(parts))
         if len(chan) == 3 and chan[2] in "ZNE123":
             parts[i] = chan[:2] + "?" + parts[i][3:]
             return str(path.parent / ".".join(parts))
@@ -129,8 +166,25 @@ def read(paths: list[Path], fmt: str = FORMAT_MSEED, inventory=None) -> list[Raw
     groups: dict[tuple[str, str, str, str], list] = defaultdict(list)
     for trace in stream:
         s = trace.stats
-        groups[(s.network, s.station, s.location, s.channel[:2])].append(trace)
+        groups[(s.network, s.station, s.location, _instrument(s.channel))].append(trace)
     return [_record(paths, fmt, traces, origin, inventory) for traces in groups.values()]
+
+
+def _instrument(channel: str) -> str:
+    """The part of a channel code shared by the 3 components: ``HN`` of ``HNZ``, ``NIED2`` of
+    ``UD2``/``NS2``/``EW2``."""
+    nied = NIED_CHANNEL.match(channel)
+    return f"NIED{nied[2]}" if nied else channel[:2]
+
+
+def _is_nied(traces: list) -> bool:
+    return all(NIED_CHANNEL.match(t.stats.channel) for t in traces)
+
+
+def _is_float_mseed(trace) -> bool:
+    """miniSEED written with float samples (not counts); SAC, always float, is not enough."""
+    encoding = str(trace.stats.get("mseed", {}).get("encoding", ""))
+    return encoding.upper() in _FLOAT_ENCODINGS
 
 
 def _record(paths: list[Path], fmt: str, traces: list, origin: dict, inventory) -> RawRecord:
@@ -152,15 +206,12 @@ def _record(paths: list[Path], fmt: str, traces: list, origin: dict, inventory) 
         raise fail(first, f"channels have different sampling rates {rates}")
     s0 = stream[0].stats
     inventory = inventory or find_inventory(first, s0.network, s0.station)
+    if inventory is None and _is_nied(traces) and all(_is_float_mseed(t) for t in stream):
+        return _datools_record(fmt, stream, traces, origin, first)
     if inventory is None:
         hint = "raw counts" if fmt == FORMAT_MSEED else f"{fmt} file"
         raise fail(first, f"unknown units: {hint} without a StationXML response next to it")
-    start = max(t.stats.starttime for t in stream)
-    end = min(t.stats.endtime for t in stream)
-    if end - start < 1.0:
-        raise fail(first, "channels do not overlap in time")
-    stream.trim(start, end, nearest_sample=False)
-    n = min(len(t) for t in stream)
+    start, n = _common_window(first, stream)
     metas = [_channel_meta(origin.get(t.id, first), t, inventory) for t in stream]
     data = [t.data[:n].astype(np.float64) / m[0] for t, m in zip(stream, metas, strict=True)]
     args = []
@@ -181,5 +232,51 @@ def _record(paths: list[Path], fmt: str, traces: list, origin: dict, inventory) 
         source_files=tuple(sorted({str(origin.get(t.id, first)) for t in traces})),
         source_format=fmt,
         orientation_note="rotated to ZNE with StationXML azimuth/dip",
+    )
+    return check_record(record)
+
+
+def _common_window(first: Path, stream):  # -> (obspy.UTCDateTime, int)
+    """Trim the channels to the time they all cover; (start, samples per channel)."""
+    start = max(t.stats.starttime for t in stream)
+    end = min(t.stats.endtime for t in stream)
+    if end - start < 1.0:
+        raise fail(first, "channels do not overlap in time")
+    stream.trim(start, end, nearest_sample=False)
+    return start, min(len(t) for t in stream)
+
+
+def station_from_name(path: Path, header_code: str) -> str:
+    """The full NIED station code from ``<code><yymmddhhmm>.…`` when the header's is a cut of it."""
+    match = _NIED_STEM.match(path.name.split(".")[0])
+    if match and match[1] != header_code and match[1].startswith(header_code):
+        return match[1]
+    return header_code
+
+
+def _datools_record(fmt: str, stream, traces: list, origin: dict, first: Path) -> RawRecord:
+    """NIED-channel float miniSEED without StationXML (datools): samples in g, UD/NS/EW → ZNE."""
+    by_component = {_NIED_COMPONENT[t.stats.channel[:2].upper()]: t for t in stream}
+    if set(by_component) != {"Z", "N", "E"}:
+        channels = sorted(t.stats.channel for t in stream)
+        raise fail(first, f"NIED channels {channels}; need UD, NS and EW")
+    start, n = _common_window(first, stream)
+    z, north, east = (
+        by_component[c].data[:n].astype(np.float64) * DATOOLS_UNIT_MPS2 for c in "ZNE"
+    )
+    s0 = by_component["Z"].stats
+    sensor = "borehole" if s0.channel.endswith("1") else "surface"
+    record = RawRecord(
+        waveform_mps2=np.vstack([z, north, east]),
+        sampling_rate_hz=float(s0.sampling_rate),
+        start_time=start.isoformat(),
+        station_network=s0.network or "BO",
+        station_code=station_from_name(first, s0.station),
+        sensor=sensor,
+        source_files=tuple(sorted({str(origin.get(t.id, first)) for t in traces})),
+        source_format=fmt,
+        orientation_note="NIED channels UD/NS/EW taken as Z/N/E; float samples taken as g "
+        "(datools miniSEED, no StationXML)",
+        extra={"header_station": s0.station, "unit": "g"},
     )
     return check_record(record)
