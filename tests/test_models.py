@@ -259,3 +259,25 @@ def test_hv_mlp_reads_only_the_scalars_and_learns_a_linear_site_law() -> None:
 def test_hv_mlp_refuses_a_model_without_scalars() -> None:
     with pytest.raises(ConfigError, match="hv_bins"):
         build_model("hv_mlp", in_channels=3, n_samples=256, n_scalars=0)
+
+
+def test_set_ridge_recovers_a_linear_law_and_its_noise_with_station_grouped_cv() -> None:
+    import numpy as np
+
+    from deepvs30.models.hv_mlp import set_ridge
+
+    rng = np.random.default_rng(0)
+    n_stations, per_station = 200, 2
+    site = rng.standard_normal((n_stations, 4))
+    scalars = np.repeat(site, per_station, axis=0) + 0.05 * rng.standard_normal((400, 4))
+    station_noise = np.repeat(0.3 * rng.standard_normal(n_stations), per_station)
+    target = scalars @ np.array([0.6, -0.4, 0.0, 0.2]) + station_noise
+    groups = np.repeat(np.arange(n_stations), per_station)
+    model = build_model("hv_mlp", in_channels=3, n_samples=256, n_scalars=4, hidden=0, dropout=0.0)
+    fit = set_ridge(model, scalars, target, groups, np.logspace(-3, 3, 7))
+    out = model(torch.zeros(400, 3, 256), torch.as_tensor(scalars, dtype=torch.float32))
+    weights = model.net[1].weight[0].detach().numpy()
+    np.testing.assert_allclose(weights, [0.6, -0.4, 0.0, 0.2], atol=0.06)
+    # grouped CV sees the station noise (0.3); record-level CV would not
+    assert fit["sigma_z"] == pytest.approx(0.3, abs=0.04)
+    assert torch.exp(out[:, 1]).detach().numpy() == pytest.approx(fit["sigma_z"], rel=1e-4)

@@ -283,3 +283,29 @@ def test_experiment_quick_mode_end_to_end(tmp_path, monkeypatch):
         (tmp_path / "exp" / "work" / "runs" / "seed0" / "pretext" / "run.json").read_text()
     )
     assert (tuned["tags.parent_model_uri"] == pretext["model_uri"]).all()
+
+
+def test_fine_tuning_keeps_its_start_when_training_only_makes_it_worse(
+    prepared, source, tmp_path
+) -> None:
+    """A learning rate that wrecks the weights: fit returns the starting model (epoch 0),
+    its predictions unchanged; a sane one returns the trained epochs."""
+    import numpy as np
+
+    from deepvs30.train import predict_dataset
+    from deepvs30.windows import WindowDataset
+
+    wrecked = fit(prepared, FEATURES, MODEL, _train(tmp_path / "a", epochs=2, lr=50.0),
+                  init=source, progress=False, transfer=TransferParams(warmup_epochs=0,
+                  pretrained_lr_mult=1.0))  # fmt: skip
+    assert wrecked.best_epoch == 0
+    assert wrecked.bundle.network is not source.network  # a copy, not the caller's model
+    import pandas as pd
+
+    records = pd.read_csv(prepared / "records.csv")
+    waves = np.load(prepared / "waveforms.npy", mmap_mode="r")
+    val = records[records["split"] == "val"].reset_index(drop=True)
+    got = predict_dataset(wrecked.bundle, WindowDataset(waves, val, 100.0, FEATURES,
+                                                        wrecked.bundle.normaliser))  # fmt: skip
+    want = predict_dataset(source, WindowDataset(waves, val, 100.0, FEATURES, source.normaliser))
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-6)

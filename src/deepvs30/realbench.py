@@ -52,6 +52,7 @@ from deepvs30.transfer import TransferParams
 log = logging.getLogger(__name__)
 
 SCHEMES = ("station_kfold", "region", "event")
+DETERMINISTIC = ("baseline", "ridge", "zero_shot")  # one run: a training seed changes nothing
 OTHER_REGION = "other"
 
 
@@ -221,7 +222,7 @@ class ArmSpec:
     """How an arm gets its model on a fold: ``train`` from scratch, ``zero_shot`` (the
     synthetic model as is) or ``finetune`` (from ``init``: "synthetic" or "synthetic_hv")."""
 
-    kind: str  # baseline | train | zero_shot | finetune
+    kind: str  # baseline | ridge | train | zero_shot | finetune
     model: str = ""
     features: dict = field(default_factory=dict)  # overrides of params.yaml `features`
     hparams: dict = field(default_factory=dict)
@@ -232,11 +233,15 @@ class ArmSpec:
 
 HV_ONLY = {"segmentation": "pga_centred", "ps_channel": False, "window_s": 20.0}
 FINE_TUNE = TransferParams(pretrained_lr_mult=0.3, warmup_epochs=1)
+LINEAR = {"hidden": 0, "dropout": 0.0}
 ARMS: dict[str, ArmSpec] = {
     "median": ArmSpec("baseline", description="median Vs30 of the training stations"),
     "hv_f0": ArmSpec("baseline", description="ln Vs30 = a + b ln f0 + c ln A (H/V peak)"),
-    "hv_curve": ArmSpec("train", "hv_mlp", HV_ONLY, {"hidden": 0, "dropout": 0.0},
-                        description="linear model on the ln H/V curve (real only)"),
+    "hv_curve": ArmSpec("ridge", "hv_mlp", HV_ONLY, LINEAR,
+                        description="ridge regression on the ln H/V curve (real only)"),
+    "hv_curve_sgd": ArmSpec("train", "hv_mlp", HV_ONLY, LINEAR,
+                            description="linear model on the ln H/V curve, trained like the "
+                                        "networks (Gaussian NLL, early stopping)"),
     "hv_curve_mlp": ArmSpec("train", "hv_mlp", HV_ONLY, {"hidden": 16, "dropout": 0.2},
                             description="small dense network on the ln H/V curve (real only)"),
     "hv_curve_finetune": ArmSpec("finetune", "hv_mlp", HV_ONLY, {"hidden": 0, "dropout": 0.0},
@@ -314,6 +319,8 @@ def arm_model(ctx: Context, name: str, fold_dir: Path, seed: int) -> ModelBundle
     if spec.kind == "zero_shot":
         return ctx.source(spec.init)
     features = arm_features(spec, ctx.base_features, ctx.params.hv_bins)
+    if spec.kind == "ridge":
+        return ridge_model(fold_dir, features)
     model = ModelParams(spec.model or ctx.base_model.name,
                         spec.hparams or dict(ctx.base_model.hparams))  # fmt: skip
     out_dir = ctx.work / "runs" / name / fold_dir.name / f"seed{seed}"
@@ -324,6 +331,32 @@ def arm_model(ctx: Context, name: str, fold_dir: Path, seed: int) -> ModelBundle
     result = fit(fold_dir, features, model, train, init=init, progress=False,
                  transfer=spec.transfer if init else None)  # fmt: skip
     return result.bundle
+
+
+RIDGE_ALPHAS = np.logspace(-2, 4, 13)
+
+
+def ridge_model(prepared_dir: Path, features: FeatureParams) -> ModelBundle:
+    """A linear hv_mlp bundle fitted in closed form (:func:`deepvs30.models.hv_mlp.set_ridge`)
+    on the train and val records of a prepared folder (its grouped CV replaces early
+    stopping)."""
+    from deepvs30.models.hv_mlp import set_ridge
+    from deepvs30.preprocess import PreprocessParams
+    from deepvs30.windows import Normaliser, WindowDataset, usable_records
+
+    waves, records, summary = load_prepared(prepared_dir)
+    fs_hz = float(summary["fs_hz"])
+    fit_on = records[records["split"].isin(["train", "val"])]
+    fit_on, _ = usable_records(waves, fit_on, fs_hz, features)
+    normaliser = Normaliser.fit(waves, fit_on, fs_hz, features)
+    dataset = WindowDataset(waves, fit_on, fs_hz, features, normaliser)
+    scalars = np.stack([dataset[i][1].numpy() for i in range(len(dataset))]).astype(np.float64)
+    network = ModelBundle.build_network("hv_mlp", LINEAR, features, fs_hz)
+    set_ridge(network, scalars, dataset.targets.astype(np.float64),
+              fit_on["station"].to_numpy(), RIDGE_ALPHAS)  # fmt: skip
+    network.eval()
+    preprocess = PreprocessParams(**summary["params"]["preprocess"])
+    return ModelBundle("hv_mlp", dict(LINEAR), features, preprocess, normaliser, network)
 
 
 def predict_part(bundle: ModelBundle, fold_dir: Path, part: str = "test") -> pd.DataFrame:
@@ -509,20 +542,15 @@ def station_coords(data_dir: Path) -> pd.DataFrame:
 
 
 def load_source(name: str, params: RealParams, features: FeatureParams) -> ModelBundle:
-    """``synthetic``: the pipeline's trained model; ``synthetic_hv``: a linear H/V model
-    trained here on the synthetic corpus (cached under the benchmark's work folder)."""
-    from deepvs30.train import fit
-
+    """``synthetic``: the pipeline's trained model; ``synthetic_hv``: the ridge H/V model of
+    the synthetic corpus (``real.synthetic_prepared``)."""
     if name == "synthetic":
         return ModelBundle.load(params.synthetic_model)
-    if name == "synthetic_hv":
+    if name == "synthetic_hv":  # ridge on the synthetic corpus' train and val stations
         spec = ARMS["hv_curve"]
-        out_dir = Path(params.out) / "work" / "synthetic_hv"
-        ctx = Context(params, Path(params.synthetic_prepared), out_dir, features, ModelParams())
-        train = train_params(ctx, spec, params.split_seed, out_dir)
-        result = fit(params.synthetic_prepared, arm_features(spec, features, params.hv_bins),
-                     ModelParams(spec.model, spec.hparams), train, progress=False)  # fmt: skip
-        return result.bundle
+        return ridge_model(
+            Path(params.synthetic_prepared), arm_features(spec, features, params.hv_bins)
+        )
     raise ConfigError(f"unknown source model {name!r}")
 
 
@@ -578,6 +606,43 @@ def write_outputs(result: dict, params: RealParams) -> dict:
     return metrics
 
 
+def markdown_tables(summary: pd.DataFrame, breakdown: pd.DataFrame) -> str:
+    """The README's tables: every arm per scheme (mean ± sd over seeds), and station_kfold
+    per region (seed means)."""
+
+    def pm(row: pd.Series, metric: str, fmt: str) -> str:
+        sd = row.get(f"{metric}_sd")
+        mean = format(row[f"{metric}_mean"], fmt)
+        return mean if sd is None or not np.isfinite(sd) else f"{mean} ± {format(sd, fmt)}"
+
+    lines = []
+    for scheme, part in summary.groupby("scheme", sort=False):
+        lines += [f"\n**{scheme}** (station level, out of fold)\n",
+                  "| arm | stations | MAPE % | bias ln | std ln | Spearman ρ | spread ratio "
+                  "| 16–84% coverage |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for _, row in part.sort_values("mape_pct_mean").iterrows():
+            cov = row.get("coverage_68_mean")
+            cov = f"{cov:.2f}" if cov is not None and np.isfinite(cov) else "–"
+            lines.append(
+                f"| {row['arm']} | {row['n_mean']:.0f} | {pm(row, 'mape_pct', '.1f')} | "
+                f"{pm(row, 'bias_ln', '+.3f')} | {pm(row, 'std_ln', '.3f')} | "
+                f"{pm(row, 'spearman_rho', '.2f')} | {pm(row, 'spread_ratio', '.2f')} | {cov} |"
+            )
+    regions = breakdown[(breakdown["scheme"] == "station_kfold") & (breakdown["by"] == "region")]
+    if len(regions):
+        mean = regions.groupby(["group", "arm"]).mean(numeric_only=True).reset_index()
+        lines += ["\n**station_kfold by region** (seed means)\n",
+                  "| region | arm | stations | MAPE % | bias ln | std ln | Spearman ρ | spread |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for _, r in mean.sort_values(["group", "mape_pct"]).iterrows():
+            lines.append(
+                f"| {r['group']} | {r['arm']} | {r['n']:.0f} | {r['mape_pct']:.1f} | "
+                f"{r['bias_ln']:+.3f} | {r['std_ln']:.3f} | {r['spearman_rho']:.2f} | "
+                f"{r['spread_ratio']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arms", nargs="+", help="run only these arms (default: real.arms)")
     parser.add_argument("--seeds", type=int, help="training seeds per arm (default: real.seeds)")
@@ -605,6 +670,8 @@ def run(args: argparse.Namespace, params: dict) -> int:
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     mlflow_params = replace(section(params, "mlflow", MlflowParams), experiment=real.experiment)
     tracking.log_parent_run(mlflow_params, "real-benchmark", metrics, Path(real.out))
-    print(result["summary"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    tables = markdown_tables(result["summary"], result["breakdown"])
+    (Path(real.out) / "tables.md").write_text(tables + "\n")
+    print(tables)
     print(json.dumps(metrics["targets"], indent=1))
     return 0

@@ -31,11 +31,12 @@ from deepvs30.realbench import (
     _with_val,
     arm_features,
     load_source,
+    ridge_model,
     train_params,
 )
 from deepvs30.segment import FeatureParams
 from deepvs30.tracking import MlflowParams
-from deepvs30.train import ModelParams
+from deepvs30.train import ModelParams, TrainResult
 
 
 @dataclass(frozen=True)
@@ -106,10 +107,15 @@ def train_real_model(params: dict) -> dict:
     mlflow_params = replace(section(params, "mlflow", MlflowParams), experiment=real.experiment,
                             registered_model=cfg.registered_model)  # fmt: skip
     scale = bench["sigma_scale"].get(arm) or 1.0
+    arm_feats = arm_features(spec, features, real.hv_bins)
+    fitter = None
+    if spec.kind == "ridge":
+        fitter = lambda: TrainResult(ridge_model(fold_dir, arm_feats), [], 0, {},  # noqa: E731
+                                     pd.DataFrame(), 0.0)  # fmt: skip
     result = train_and_log(
-        fold_dir, arm_features(spec, features, real.hv_bins), model, train, mlflow_params,
-        real.data, out_dir, init=init, run_name=f"real-model:{arm}", transfer=spec.transfer,
-        sigma_scale=float(scale) if scale == scale else 1.0,
+        fold_dir, arm_feats, model, train, mlflow_params, real.data, out_dir, init=init,
+        run_name=f"real-model:{arm}", transfer=spec.transfer,
+        sigma_scale=float(scale) if scale == scale else 1.0, fitter=fitter,
     )  # fmt: skip
     figures = out_dir / "benchmark_metrics.json"
     figures.write_text(json.dumps(benchmark_figures(bench, arm), indent=1))

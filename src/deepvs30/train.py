@@ -434,9 +434,11 @@ def train_and_log(
     on_epoch: EpochCallback | None = None,
     transfer: TransferParams | None = None,
     sigma_scale: float = 1.0,
+    fitter: Callable[[], TrainResult] | None = None,
 ) -> TrainResult:
     """fit() inside an MLflow run: params, per-epoch metrics, the pyfunc model, lineage.
-    ``sigma_scale`` calibrates the model's predicted sigma (from out-of-fold coverage)."""
+    ``sigma_scale`` calibrates the model's predicted sigma (from out-of-fold coverage);
+    ``fitter`` replaces fit() for models fitted otherwise (the closed-form ridge H/V model)."""
     import mlflow
 
     from deepvs30 import tracking
@@ -469,9 +471,11 @@ def train_and_log(
             if on_epoch is not None:
                 on_epoch(epoch, row)
 
-        result = fit(
-            prepared_dir, features, model, train, on_epoch=log_epoch, init=init, transfer=transfer
-        )
+        if fitter is not None:
+            result = fitter()
+        else:
+            result = fit(prepared_dir, features, model, train, on_epoch=log_epoch, init=init,
+                         transfer=transfer)  # fmt: skip
         result.bundle.normaliser.sigma_scale = sigma_scale
         result.bundle.save(out_dir)
         pd.DataFrame(result.history).to_csv(out_dir / "history.csv", index=False)

@@ -5,6 +5,7 @@ With ``hidden: 0`` it is a linear (ridge-like, through weight decay) regression.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -56,3 +57,46 @@ class HvMLP(nn.Module):
         out = self.net(scalars.to(torch.float32))
         log_sigma = LOG_SIGMA_BOUND * torch.tanh(out[:, 1] / LOG_SIGMA_BOUND)
         return torch.stack([out[:, 0], log_sigma], dim=1)
+
+
+def set_ridge(
+    model: HvMLP,
+    scalars: np.ndarray,
+    target_z: np.ndarray,
+    groups: np.ndarray,
+    alphas: np.ndarray,
+    n_folds: int = 5,
+) -> dict:
+    """Fit a linear ``hv_mlp`` in closed form: ridge regression of the standardised target on
+    the standardised scalars, its penalty chosen by ``n_folds``-fold cross-validation grouped
+    by ``groups`` (stations: a station's records share its Vs30, so record-level CV would
+    leak). The sigma output is the constant cross-validated residual sd. Returns the chosen
+    alpha and that sd (standardised units)."""
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GroupKFold
+
+    if len(model.net) != 2:
+        raise ConfigError("set_ridge needs a linear hv_mlp (hidden: 0)")
+    splits = list(
+        GroupKFold(n_splits=min(n_folds, len(set(groups)))).split(scalars, target_z, groups)
+    )
+    cv_mse = []
+    for alpha in alphas:
+        resid = np.empty_like(target_z, dtype=float)
+        for train, test in splits:
+            fitted = Ridge(alpha=float(alpha)).fit(scalars[train], target_z[train])
+            resid[test] = fitted.predict(scalars[test]) - target_z[test]
+        cv_mse.append(float(np.mean(resid**2)))
+    best = int(np.argmin(cv_mse))
+    ridge = Ridge(alpha=float(alphas[best])).fit(scalars, target_z)
+    sigma_z = float(np.sqrt(cv_mse[best]))
+    linear = model.net[1]
+    with torch.no_grad():
+        linear.weight.zero_()
+        linear.bias.zero_()
+        linear.weight[0] = torch.as_tensor(ridge.coef_, dtype=linear.weight.dtype)
+        linear.bias[0] = float(ridge.intercept_)
+        # the head bounds log sigma by BOUND * tanh(out / BOUND): invert it
+        log_sigma = float(np.clip(np.log(max(sigma_z, 1e-3)), -0.99 * LOG_SIGMA_BOUND, 0))
+        linear.bias[1] = LOG_SIGMA_BOUND * float(np.arctanh(log_sigma / LOG_SIGMA_BOUND))
+    return {"alpha": float(alphas[best]), "sigma_z": sigma_z}
