@@ -34,8 +34,8 @@ data: $(STAMP) ## fetch the pinned dataset (dvc pull), or generate the default s
 	fi
 	@dvc status data.dvc | grep -q "modified" && echo "note: data/ differs from data.dvc (regenerated on another platform or your own data)" || true
 
-reproduce: data ## run the whole DVC pipeline (validate, prepare, train, evaluate, register)
-	dvc repro
+reproduce: data ## run the DVC pipeline on the default dataset (validate, prepare, train, evaluate, register)
+	dvc repro register
 	@echo
 	@echo "Results: metrics.json (dvc metrics show), plots in reports/plots/, validation report in reports/validation/"
 	@echo "MLflow: make ui  (tracking store mlflow.db, artifacts in mlruns/)"
