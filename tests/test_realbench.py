@@ -174,3 +174,22 @@ def test_benchmark_end_to_end_on_a_tiny_dataset(tiny_dataset, tmp_path) -> None:
     written = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert written["best_arm"] == "hv_curve" and written["n_stations"] == 24
     assert (tmp_path / "out" / "real_pred_vs_true.png").stat().st_size > 10_000
+
+
+def test_real_model_figures_are_the_arms_out_of_fold_means_in_register_shape() -> None:
+    """register tags test.station.* and promote compares them: the real model's tags must be
+    its arm's station_kfold means, the baselines beside them."""
+    from deepvs30.realmodel import benchmark_figures
+
+    summary = [
+        {"scheme": "station_kfold", "arm": "hv_curve", "mape_pct_mean": 30.5,
+         "std_ln_mean": 0.38, "pearson_r_ln_mean": 0.6},
+        {"scheme": "station_kfold", "arm": "median", "mape_pct_mean": 40.6,
+         "std_ln_mean": 0.48, "pearson_r_ln_mean": 0.0},
+        {"scheme": "event", "arm": "hv_curve", "mape_pct_mean": 99.0,
+         "std_ln_mean": 9.9, "pearson_r_ln_mean": 0.1},
+    ]  # fmt: skip
+    figures = benchmark_figures({"summary": summary}, "hv_curve")
+    assert figures["station"] == {"mape_pct": 30.5, "std_ln": 0.38, "pearson_r_ln": 0.6}
+    assert figures["baseline_median"]["mape_pct"] == 40.6
+    assert figures["baseline_hv"] == {}  # not run: no number invented

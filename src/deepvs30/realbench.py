@@ -379,6 +379,11 @@ def predict_part(bundle: ModelBundle, fold_dir: Path, part: str = "test") -> pd.
     return station_predictions(usable.assign(ln_pred=ln_pred, sigma_ln=sigma))
 
 
+def _with_hv_peak(records: pd.DataFrame) -> pd.DataFrame:
+    """Records whose H/V peak was found (prepare leaves f0 blank or 0 otherwise)."""
+    return records[(records["hv_f0_hz"] > 0) & np.isfinite(records["hv_f0_hz"])]
+
+
 def baseline_predictions(name: str, records: pd.DataFrame) -> pd.DataFrame:
     """The median and H/V-peak baselines fitted on the fold's training stations."""
     from deepvs30.evaluate import fit_hv_baseline, median_baseline, predict_hv_baseline
@@ -391,9 +396,8 @@ def baseline_predictions(name: str, records: pd.DataFrame) -> pd.DataFrame:
         ln_pred = np.full(len(stations), np.log(median_baseline(
             train.groupby("station")["vs30_mps"].first().to_frame())))  # fmt: skip
     else:
-        usable = lambda r: r[(r["hv_f0_hz"] > 0) & np.isfinite(r["hv_f0_hz"])]  # noqa: E731
-        coef = fit_hv_baseline(usable(train))
-        pred = predict_hv_baseline(coef, usable(test))
+        coef = fit_hv_baseline(_with_hv_peak(train))
+        pred = predict_hv_baseline(coef, _with_hv_peak(test))
         ln_pred = np.log(pred.reindex(stations.index).to_numpy())
     out = stations.assign(ln_pred=ln_pred).reset_index()
     return out[np.isfinite(out["ln_pred"])]
@@ -470,7 +474,7 @@ def run_scheme(
     return pd.concat(frames, ignore_index=True)
 
 
-def summarise(oof: pd.DataFrame, stations: pd.DataFrame, events: pd.Series) -> dict:
+def summarise(oof: pd.DataFrame, stations: pd.DataFrame) -> dict:
     """Per scheme and arm: metrics per seed, their mean and sd, and breakdowns."""
     region = dict(zip(stations["station"], stations["region"], strict=True))
     rows, breakdown = [], []
@@ -566,7 +570,7 @@ def benchmark(params: RealParams, features: FeatureParams, model: ModelParams) -
     schemes = {"station_kfold": list(params.arms), **params.schemes}
     oof = {s: run_scheme(ctx, s, arms, records, stations) for s, arms in schemes.items()}
     oof = {s: frame for s, frame in oof.items() if not frame.empty}
-    tables = summarise(pd.concat(oof.values(), ignore_index=True), stations, records["source_id"])
+    tables = summarise(pd.concat(oof.values(), ignore_index=True), stations)
     return {"oof": oof, "stations": stations, **tables}
 
 

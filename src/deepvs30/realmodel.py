@@ -66,7 +66,8 @@ def benchmark_figures(metrics: dict, arm: str) -> dict:
 
     def station(name: str) -> dict:
         r = by_arm.get(name, {})
-        return {k: r.get(f"{k}_mean") for k in ("mape_pct", "std_ln", "pearson_r_ln")}
+        values = {k: r.get(f"{k}_mean") for k in ("mape_pct", "std_ln", "pearson_r_ln")}
+        return {k: v for k, v in values.items() if v is not None}  # an arm not run: no tag
 
     return {
         "split": "station_kfold out-of-fold",
