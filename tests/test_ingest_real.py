@@ -23,6 +23,7 @@ from deepvs30.ingest import (
 )
 from deepvs30.readers import FORMATS, is_sidecar, knet, read_record
 from deepvs30.readers.archives import is_archive, list_members, member_name, split_member
+from realdata_index import LABEL_IN_FILE, READS_WHOLE
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = default_realdata_dir()
@@ -33,21 +34,10 @@ pytestmark = [
         reason=f"real records not found at {REALDATA} (set DEEPVS30_REALDATA)",
     ),
 ]
-# INDEX.csv format text (its start) -> the reader that reads every such row whole.
-READS_WHOLE = {
-    "MATLAB v5": "afad-mat",
-    "AFAD/NSMN": "nsmn",
-    "gmpe-smtk ASCII": "itaca",
-    "NIED K-NET": "knet",
-    "K-NET/KiK-net ASCII (NIED)": "knet",
-    "ESM/DYNA 1.2 ASCII (AFAD TADAS": "esm",
-    "miniSEED (FLOAT64), processed by datools": "mseed",
-}
 # Formats with a reader whose rows may still fail for a stated reason (1 component, no
 # StationXML response, non-acceleration units).
 READS_SOME = {"ESM ASCII": "esm", "miniSEED + StationXML": "mseed", "PEER": "at2", "SAC": "sac"}
 # INDEX vs30_method routes the readers and the built-in station tables reproduce.
-LABEL_IN_FILE = ("AFAD .mat field", "ITACA/ESM", "ESM ASCII header")
 LABEL_BY_TABLE = (
     "AFAD station list",
     "AFAD stations.xlsx",

@@ -25,6 +25,7 @@ from deepvs30.readers import (
 )
 from deepvs30.readers.archives import split_member, unpacked
 from deepvs30.readers.picking import pick_arrivals
+from realdata_index import LABEL_IN_FILE, READS_WHOLE
 
 REALDATA = default_realdata_dir()
 pytestmark = [
@@ -34,16 +35,6 @@ pytestmark = [
         reason=f"real records not found at {REALDATA} (set DEEPVS30_REALDATA)",
     ),
 ]
-INDEX_FORMATS = {  # INDEX.csv format text (its start) -> the reader that reads those rows
-    "MATLAB v5": "afad-mat",
-    "AFAD/NSMN": "nsmn",
-    "gmpe-smtk ASCII": "itaca",
-    "NIED K-NET": "knet",
-    "K-NET/KiK-net ASCII (NIED)": "knet",
-    "ESM/DYNA 1.2 ASCII (AFAD TADAS": "esm",
-    "miniSEED (FLOAT64), processed by datools": "mseed",
-}
-LABEL_IN_FILE = ("AFAD .mat field", "ITACA/ESM", "ESM ASCII header")  # INDEX vs30_method
 
 
 def _index() -> pd.DataFrame:
@@ -51,7 +42,7 @@ def _index() -> pd.DataFrame:
 
 
 def _reader_of(fmt_text: str) -> str | None:
-    name = next((v for k, v in INDEX_FORMATS.items() if fmt_text.startswith(k)), None)
+    name = next((v for k, v in READS_WHOLE.items() if fmt_text.startswith(k)), None)
     assert name is None or name in FORMATS, name
     return name
 
