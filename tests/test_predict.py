@@ -219,3 +219,35 @@ def test_one_bad_record_does_not_cost_the_others_their_answer(bundle) -> None:
     assert out["record_id"].tolist() == ["a", "c"]
     reason = "component z has 3000 non-finite sample(s) (NaN/inf)"
     assert skipped == [{"record_id": "b", "station": "XX.TEST", "reason": reason}]
+
+
+def test_records_without_arrivals_fall_back_to_a_model_without_ps(
+    bundle, tiny_dataset, tmp_path
+) -> None:
+    """The P/S model skips a record without picks; a no-P/S fallback answers it, the output
+    names the model behind each row, and a fallback that itself reads P/S is refused."""
+    from dataclasses import replace
+
+    from deepvs30.errors import ConfigError
+    from deepvs30.predict import _fall_back, predict_inputs
+    from deepvs30.prepare import PrepareParams, prepare
+    from deepvs30.realbench import ridge_model
+    from deepvs30.segment import FeatureParams
+
+    prepared = (
+        prepare(tiny_dataset, tmp_path / "prepared", PrepareParams()) and tmp_path / "prepared"
+    )
+    hv_features = FeatureParams(segmentation="pga_centred", ps_channel=False, window_s=10.0,
+                                hv_bins=8, hv_window_s=10.0)  # fmt: skip
+    fallback = ridge_model(prepared, hv_features)
+    frame = pd.DataFrame([row(), row(p_arrival_s=None, s_arrival_s=None), row(samples=500)])
+    frame["record_id"] = ["picked", "no_picks", "short"]
+    out, _ = predict_inputs(bundle, frame)
+    out = _fall_back(out.assign(model="main"), frame, fallback, "fallback")
+    by_id = out.set_index("record_id")
+    assert by_id.loc["picked", "model"] == "main" and by_id.loc["picked", "skipped"] == ""
+    assert by_id.loc["no_picks", "model"] == "fallback" and by_id.loc["no_picks", "skipped"] == ""
+    assert 80 < by_id.loc["no_picks", "vs30_mps"] < 3000
+    assert "shorter than" in by_id.loc["short", "skipped"]  # not a P/S reason: still skipped
+    with pytest.raises(ConfigError, match="reads P/S"):
+        _fall_back(out, frame, replace(fallback, features=FeatureParams()), "ps model")

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 RECORD_COLUMNS = (
     "record_id", "station", "vs30_mps", "vs30_p16_mps", "vs30_p84_mps", "nehrp_class",
     "ln_vs30", "sigma_ln", "label_vs30_mps", "p_status", "s_status", "source_format",
-    "source_file",
+    "source_file", "model",
 )  # fmt: skip
 STATION_COLUMNS = (
     "station", "n_records", "vs30_mps", "vs30_p16_mps", "vs30_p84_mps", "nehrp_class",
@@ -177,10 +177,18 @@ def predict_paths(
     pick: bool = True,
     sensor: str = "surface",
     model: str = "",
+    fallback=None,
+    fallback_model: str = "",
 ) -> Prediction:
+    """Predictions for every record under ``paths``. Records the model skips for want of P/S
+    arrivals go to ``fallback`` (a model that reads no P/S information), when one is given;
+    the ``model`` column says which model answered each record."""
     pairs, skipped = read_inputs(paths, fmt, stations, pick, sensor)
     frame = input_frame(pairs)
     out, rejected = predict_inputs(bundle, frame)
+    out = out.assign(model=model)
+    if fallback is not None:
+        out = _fall_back(out, frame, fallback, fallback_model)
     meta = _record_meta(pairs)
     for row in rejected:
         skipped.append({"source_file": meta.loc[row["record_id"], "source_file"], **row})
@@ -195,6 +203,29 @@ def predict_paths(
     skipped_df = pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS))
     records = used.reindex(columns=list(RECORD_COLUMNS)).reset_index(drop=True)
     return Prediction(records, station_table(records, skipped_df), skipped_df, model)
+
+
+def needs_ps(reason: str) -> bool:
+    """A skip reason that a model without P/S information would not have."""
+    return "P/S" in reason or "no P arrival" in reason or "no S arrival" in reason
+
+
+def _fall_back(out: pd.DataFrame, frame: pd.DataFrame, fallback, fallback_model: str):
+    """Replace the rows skipped for missing P/S by the fallback model's answers."""
+    if fallback.features.ps_channel or fallback.features.sp_scalar:
+        from deepvs30.errors import ConfigError
+
+        raise ConfigError(f"fallback model {fallback_model} reads P/S information itself")
+    missing = out["skipped"].fillna("").map(needs_ps)
+    if not missing.any():
+        return out
+    ids = set(out.loc[missing, "record_id"])
+    answered, _ = predict_inputs(
+        fallback, frame[frame["record_id"].isin(ids)].reset_index(drop=True)
+    )
+    answered = answered[answered["skipped"] == ""].assign(model=fallback_model)
+    keep = out[~out["record_id"].isin(set(answered["record_id"]))]
+    return pd.concat([keep, answered], ignore_index=True)
 
 
 def _record_meta(pairs: list[tuple[dict, np.ndarray]]) -> pd.DataFrame:
@@ -313,6 +344,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", help="write the table here (default: stdout)")
     parser.add_argument("--no-pick", action="store_true", help="do not pick missing P/S")
+    parser.add_argument(
+        "--fallback-model", metavar="URI",
+        help="model without P/S inputs for the records whose arrivals cannot be had "
+        "(e.g. models:/deepvs30-real@champion); default: such records are skipped",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace, params: dict) -> int:
@@ -327,9 +363,10 @@ def run(args: argparse.Namespace, params: dict) -> int:
         configure(mlflow_params)
     bundle = _load(load_bundle, model)
     stations = _stations(build_station_table, ingest, args.stations)
+    fallback = _load(load_bundle, args.fallback_model) if args.fallback_model else None
     result = predict_paths(
         bundle, args.paths, args.input_format, stations, ingest.pick and not args.no_pick,
-        ingest.sensor, model,
+        ingest.sensor, model, fallback, args.fallback_model or "",
     )  # fmt: skip
     text = to_json(result) if args.format == "json" else to_csv(result)
     if args.out:
