@@ -567,7 +567,7 @@ def benchmark(params: RealParams, features: FeatureParams, model: ModelParams) -
     stations = station_frame(records, coords, params.regions)
     ctx = Context(params, prepared_dir, Path(params.out) / "work", features, model,
                   source_loader=lambda n: load_source(n, params, features))  # fmt: skip
-    schemes = {"station_kfold": list(params.arms), **params.schemes}
+    schemes = {"station_kfold": list(params.arms), **{k: v for k, v in params.schemes.items() if v}}
     oof = {s: run_scheme(ctx, s, arms, records, stations) for s, arms in schemes.items()}
     oof = {s: frame for s, frame in oof.items() if not frame.empty}
     tables = summarise(pd.concat(oof.values(), ignore_index=True), stations)
