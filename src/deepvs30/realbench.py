@@ -18,10 +18,11 @@ Baselines on the same folds: the training median and the H/V-peak regression
 (the median of a station's ln predictions), overall, per region, per NEHRP class and per
 event, as mean ± sd over ``real.seeds`` training seeds.
 
-Writes ``real.out``: ``metrics.json``, ``arms.csv`` (one row per scheme, arm and seed),
-``summary.csv`` (mean and sd over seeds), ``oof_<scheme>.csv`` (out-of-fold station
-predictions), ``by_region.csv``, ``by_class.csv``, ``by_event.csv``, ``calibration.json``
-(sigma scale per arm so that the 16–84% interval covers 68% of stations) and plots; all of it
+Writes ``real.out``: ``metrics.json`` (the targets of issue 13 as pass/fail, the best arm,
+``sigma_scale`` per arm: the factor on the predicted sigma that makes the 16–84% interval cover
+68% of stations out of fold), ``arms.csv`` (one row per scheme, arm and seed), ``summary.csv``
+(mean and sd over seeds), ``breakdown.csv`` (per region, NEHRP class and fold/event),
+``oof_<scheme>.csv`` (out-of-fold station predictions), ``tables.md`` and plots; all of it
 under one MLflow parent run (experiment ``deepvs30-real``).
 """
 
