@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from deepvs30.config import section
 from deepvs30.errors import ConfigError, LeakageError
+from deepvs30.experiments import FINE_TUNE  # the transfer experiments' fine-tuning
 from deepvs30.inference import ModelBundle
 from deepvs30.metrics import nehrp_class, summary_metrics
 from deepvs30.prepare import load_prepared
@@ -83,6 +84,10 @@ class RealParams:
     batch_size: int = 32
     patience: int = 6
     hv_patience: int = 30
+    lr: float = 1e-3  # sequence-model arms
+    weight_decay: float = 1e-4
+    hv_lr: float = 3e-3  # H/V-curve arms trained by gradient descent
+    hv_weight_decay: float = 1e-2
     num_threads: int = 2
     experiment: str = "deepvs30-real"
 
@@ -148,7 +153,7 @@ class Fold:
     split: pd.Series  # indexed like records
 
 
-def _with_val(split: pd.Series, records: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
+def with_val(split: pd.Series, records: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
     """Move a seeded ``fraction`` of the training stations to validation."""
     train_stations = np.sort(records.loc[split == "train", "station"].unique())
     rng = np.random.default_rng(seed)
@@ -197,7 +202,7 @@ def build_folds(
         raise ConfigError(f"unknown scheme {scheme!r}; known: {SCHEMES}")
     folds = [f for f in folds if (f.split == "test").any() and _n_train_stations(records, f) >= 5]
     for i, fold in enumerate(folds):
-        fold.split = _with_val(fold.split, records, params.val_fraction, params.split_seed + i)
+        fold.split = with_val(fold.split, records, params.val_fraction, params.split_seed + i)
         check_disjoint(records, fold.split, f"{scheme}/{fold.name}")
     return folds
 
@@ -233,7 +238,6 @@ class ArmSpec:
 
 
 HV_ONLY = {"segmentation": "pga_centred", "ps_channel": False, "window_s": 20.0}
-FINE_TUNE = TransferParams(pretrained_lr_mult=0.3, warmup_epochs=1)
 LINEAR = {"hidden": 0, "dropout": 0.0}
 ARMS: dict[str, ArmSpec] = {
     "median": ArmSpec("baseline", description="median Vs30 of the training stations"),
@@ -304,8 +308,8 @@ def train_params(ctx: Context, spec: ArmSpec, seed: int, out_dir: Path) -> Train
         epochs=ctx.params.hv_epochs if hv_only else ctx.params.epochs,
         batch_size=ctx.params.batch_size,
         patience=ctx.params.hv_patience if hv_only else ctx.params.patience,
-        lr=3e-3 if hv_only else 1e-3,
-        weight_decay=1e-2 if hv_only else 1e-4,
+        lr=ctx.params.hv_lr if hv_only else ctx.params.lr,
+        weight_decay=ctx.params.hv_weight_decay if hv_only else ctx.params.weight_decay,
         num_threads=ctx.params.num_threads,
         out=str(out_dir),
         checkpoint=str(out_dir / "checkpoint.pt"),

@@ -28,11 +28,11 @@ from deepvs30.realbench import (
     ARMS,
     Context,
     RealParams,
-    _with_val,
     arm_features,
     load_source,
     ridge_model,
     train_params,
+    with_val,
 )
 from deepvs30.segment import FeatureParams
 from deepvs30.tracking import MlflowParams
@@ -54,7 +54,7 @@ def all_stations_fold(prepared_dir: Path, out_dir: Path, params: RealParams) -> 
 
     _, records, _ = load_prepared(prepared_dir)
     split = pd.Series("train", index=records.index).where(records["vs30_mps"].notna(), "none")
-    split = _with_val(split, records, params.val_fraction, params.split_seed)
+    split = with_val(split, records, params.val_fraction, params.split_seed)
     return derive_split(prepared_dir, out_dir, lambda r: split.reindex(r.index))
 
 
