@@ -91,3 +91,14 @@ def test_quick_overrides_are_checked():
     assert params.quick_mode().knet_records == 3
     with pytest.raises(Exception, match="unknown key"):
         bench.BenchParams(quick={"no_such_key": 1}).quick_mode()
+
+
+def test_workers_section_uses_each_workers_share(quick_results):
+    workers = quick_results["workers"]
+    cores = workers["usable_cores"]
+    shares = [lay for lay in workers["layouts"] if lay["rule"] == "share"]
+    assert [lay["workers"] for lay in shares] == [1, 2]  # bench.quick worker_counts
+    for lay in shares:
+        assert lay["threads"] == max(1, cores // lay["workers"])
+        assert len(lay["steps_per_s_each"]) == lay["workers"]
+        assert lay["steps_per_s"] == pytest.approx(sum(lay["steps_per_s_each"]))

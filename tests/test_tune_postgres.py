@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from deepvs30 import threads
 from tune_helpers import (
     clean_env,
     make_prepared,
@@ -140,7 +141,10 @@ def test_two_workers_on_postgres_register_best_once(postgres, tmp_path):
     tracking = postgres.replace("postgresql://", "postgresql+psycopg2://") + "mlflow"
     params = tiny_params(work, prepared, n_trials=4, max_epochs=2, storage=storage)
     params_path = write_params(params)
-    env = clean_env(TUNE_STORAGE=storage, MLFLOW_TRACKING_URI=tracking)
+    # two workers side by side on this machine: each takes its share of the cores (threads.py)
+    env = threads.worker_env(
+        threads.share_per_worker(2), clean_env(TUNE_STORAGE=storage, MLFLOW_TRACKING_URI=tracking)
+    )
 
     # two workers started independently, as on two nodes: no --no-finalize, so each may
     # try to finalize; exactly one registration must come out of it

@@ -54,15 +54,18 @@ from typing import Any
 import numpy as np
 import yaml
 
+from deepvs30 import bench_workers as bench_workers_module
+from deepvs30 import threads
 from deepvs30.config import from_dict, section
 from deepvs30.segment import FeatureParams
+from deepvs30.threads import NumThreads
 from deepvs30.train import ModelParams, TrainParams
 
 log = logging.getLogger(__name__)
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
-SECTIONS = ("ingest", "prepare", "training", "inference", "tuning", "scaling")
+SECTIONS = ("ingest", "prepare", "training", "inference", "tuning", "workers", "scaling")
 # Imported once by the fork server, so that no measured step pays for imports.
 PRELOAD = [
     "numpy",
@@ -96,6 +99,8 @@ QUICK = {
     "inference_records": 64,
     "latency_repeats": 3,
     "tune_trials": 0,
+    "worker_counts": [1, 2],
+    "worker_seconds": 3.0,
 }
 
 
@@ -118,6 +123,8 @@ class BenchParams:
     tune_records: int = 300  # replicated records prepared for the tiny search
     tune_trials: int = 4
     tune_epochs: int = 2
+    worker_counts: list[int] = field(default_factory=lambda: [1, 2, 4])  # local processes
+    worker_seconds: float = 20.0  # timed steps per layout
     quick: dict = field(default_factory=lambda: dict(QUICK))
 
     def quick_mode(self) -> BenchParams:
@@ -230,10 +237,11 @@ def _rate(count: float, seconds: float) -> float:
     return count / seconds if seconds > 0 else math.nan
 
 
-def _threads(n: int) -> int:
+def _threads(num_threads: NumThreads) -> int:
+    """Apply this process's thread budget (threads.py); the intra-op threads it got."""
     import torch
 
-    torch.set_num_threads(n)
+    threads.apply(threads.resolve(num_threads))
     return torch.get_num_threads()
 
 
@@ -504,7 +512,7 @@ def step_training(
     """Ours vs bare torch, interleaved batch by batch; then fit() for one epoch."""
     from deepvs30.train import fit
 
-    threads = _threads(train.num_threads)
+    n_threads = _threads(train.num_threads)
     dataset, _, _ = _train_set(prepared, features, train, samples)
     tensors, item_ms = _materialise(dataset)
     n = len(dataset)
@@ -525,7 +533,7 @@ def step_training(
     compute_ms = 1000 * statistics.median(bare_s) / n
     return {
         **_device(),
-        "torch_num_threads": threads,
+        "torch_num_threads": n_threads,
         "batch_size": train.batch_size,
         "model": model.name,
         "samples": n,
@@ -560,7 +568,7 @@ def step_epoch(
     prepared: str, features: FeatureParams, model: ModelParams, train: TrainParams
 ) -> dict:
     """One training epoch over the training split, as ``fit`` runs it (setup timed apart)."""
-    threads = _threads(train.num_threads)
+    n_threads = _threads(train.num_threads)
     dataset, _, setup_s = _train_set(prepared, features, train, None)
     _warm_up(dataset, model, train)
     (seconds, _), (cpu_s, _) = _epoch_seconds(dataset, model, train)
@@ -570,7 +578,7 @@ def step_epoch(
         "seconds": round(seconds, 2),
         "samples_per_s": _rate(len(dataset), seconds),
         "cpu_seconds": round(cpu_s, 2),
-        "torch_num_threads": threads,
+        "torch_num_threads": n_threads,
     }
 
 
@@ -635,12 +643,12 @@ def _batch_inputs(bundle, prepared: str, n: int) -> tuple[np.ndarray, np.ndarray
 
 
 def step_inference(
-    bundle_dir: str, prepared: str, base: str, n: int, repeats: int, threads: int
+    bundle_dir: str, prepared: str, base: str, n: int, repeats: int, num_threads: NumThreads
 ) -> dict:
     from deepvs30.inference import ModelBundle
     from deepvs30.pyfunc import predict_frame
 
-    used = _threads(threads)
+    used = _threads(num_threads)
     bundle = ModelBundle.load(bundle_dir)
     x, s = _batch_inputs(bundle, prepared, n)
     bundle.predict_inputs(x[:8], s[:8])  # warm-up
@@ -815,6 +823,14 @@ def bench_training(setup: Setup, prepared: Path) -> dict:
     )
 
 
+def bench_workers(setup: Setup) -> dict:
+    """Aggregate training steps/s of 1, 2, 4 local processes, each with its thread share."""
+    cores = threads.machine_cores()
+    b = setup.bench
+    return bench_workers_module.measure(_params_path(setup), cores, b.worker_counts,
+                                        b.worker_seconds)  # fmt: skip
+
+
 def bench_inference(setup: Setup, prepared: Path) -> dict:
     out = in_child(
         step_inference,
@@ -823,7 +839,7 @@ def bench_inference(setup: Setup, prepared: Path) -> dict:
         base=str(setup.tmp / "base"),
         n=setup.bench.inference_records,
         repeats=setup.bench.latency_repeats,
-        threads=setup.train.num_threads,
+        num_threads=setup.train.num_threads,
     )
     out["predict_cli"] = bench_predict_cli(setup)
     return out
@@ -1010,6 +1026,7 @@ def _section_rows(results: dict) -> list[str]:
     rows += _training_rows(results.get("training", {}))
     rows += _inference_rows(results.get("inference", {}))
     rows += _tuning_rows(results.get("tuning", {}))
+    rows += _workers_rows(results.get("workers", {}))
     rows += _scaling_rows(results.get("scaling", {}))
     return rows
 
@@ -1091,6 +1108,18 @@ def _tuning_rows(tune: dict) -> list[str]:
     return rows
 
 
+def _workers_rows(wk: dict) -> list[str]:
+    if "layouts" not in wk:
+        return [_skipped_row("workers", "steps/s", wk)]
+    rows = []
+    for lay in wk["layouts"]:
+        what = f"{lay['workers']} process(es) x {lay['threads']} thread(s), {lay['rule']}"
+        total = lay["steps_per_s"]
+        rows.append(_row("workers", f"{what}: training steps/s in all", total, "steps/s"))
+        rows.append(_row("workers", f"{what}: vs 1 worker", lay["speedup"], "x"))
+    return rows
+
+
 def _scaling_rows(sc: dict) -> list[str]:
     if "records" not in sc:
         return [_skipped_row("scaling", "", sc)]
@@ -1115,7 +1144,7 @@ def _scaling_rows(sc: dict) -> list[str]:
 # ---------------------------------------------------------------- run
 
 
-def _meta(quick: bool, threads: int) -> dict:
+def _meta(quick: bool, num_threads: NumThreads) -> dict:
     import torch
 
     return {
@@ -1126,7 +1155,8 @@ def _meta(quick: bool, threads: int) -> dict:
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
-        "torch_num_threads": threads,
+        "usable_cores": threads.machine_cores(),
+        "torch_num_threads": threads.resolve(num_threads).intra_op,
         "device": "cpu",
         "cuda_available": bool(torch.cuda.is_available()),
         "git_commit": _git_commit(),
@@ -1192,6 +1222,7 @@ def run_bench(setup: Setup, out_dir: Path, quick: bool) -> dict:
     _guarded(results, "training", lambda: bench_training(setup, prepared), write)
     _guarded(results, "inference", lambda: bench_inference(setup, prepared), write)
     _guarded(results, "tuning", lambda: bench_tuning(setup), write)
+    _guarded(results, "workers", lambda: bench_workers(setup), write)
     scaling = _guarded(results, "scaling", lambda: bench_scaling(setup, sizes, done), write)
     _guarded(results, "prepare", lambda: prepare_section(scaling), write)
     results = {"meta": results["meta"], **{k: results[k] for k in SECTIONS}}

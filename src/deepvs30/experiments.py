@@ -71,7 +71,7 @@ class Setup:
     events: int = 140
     features: FeatureParams = FeatureParams()
     model: ModelParams = ModelParams("cnn_lstm", {})
-    train: TrainParams = TrainParams(epochs=12, batch_size=32, patience=4, num_threads=2)
+    train: TrainParams = TrainParams(epochs=12, batch_size=32, patience=4)
     pretrain_epochs: int = 8
     folds: int = 3
     fractions: tuple[float, ...] = FRACTIONS

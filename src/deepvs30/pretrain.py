@@ -31,6 +31,7 @@ from deepvs30.models.common import LOG_SIGMA_BOUND, Head
 from deepvs30.prepare import PrepareParams, load_prepared
 from deepvs30.preprocess import PreprocessParams
 from deepvs30.segment import FeatureParams
+from deepvs30.threads import NumThreads
 from deepvs30.train import ModelParams, run_epoch, select_split, set_determinism
 from deepvs30.windows import Normaliser, usable_records, window_of
 
@@ -49,7 +50,7 @@ class PretrainParams:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     patience: int = 5
-    num_threads: int = 2
+    num_threads: NumThreads = "auto"  # threads.py
     split_column: str = "split"  # trains on its train part, stops early on val; test unused
     out: str = "models/pretrained"
 

@@ -48,6 +48,7 @@ from deepvs30.inference import ModelBundle
 from deepvs30.metrics import nehrp_class, summary_metrics
 from deepvs30.prepare import load_prepared
 from deepvs30.segment import FeatureParams
+from deepvs30.threads import NumThreads
 from deepvs30.train import ModelParams, TrainParams
 from deepvs30.transfer import TransferParams
 
@@ -88,7 +89,7 @@ class RealParams:
     weight_decay: float = 1e-4
     hv_lr: float = 3e-3  # H/V-curve arms trained by gradient descent
     hv_weight_decay: float = 1e-2
-    num_threads: int = 2
+    num_threads: NumThreads = "auto"  # threads.py
     experiment: str = "deepvs30-real"
 
     def __post_init__(self) -> None:

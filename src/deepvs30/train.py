@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from deepvs30 import threads
 from deepvs30.config import section
 from deepvs30.errors import ConfigError, DeepVs30Error
 from deepvs30.inference import ModelBundle
@@ -34,6 +35,7 @@ from deepvs30.metrics import station_predictions, summary_metrics
 from deepvs30.prepare import PrepareParams, load_prepared
 from deepvs30.preprocess import PreprocessParams
 from deepvs30.segment import FeatureParams
+from deepvs30.threads import NumThreads, ThreadBudget
 from deepvs30.transfer import TransferParams, apply_transfer, keep_input_statistics
 from deepvs30.windows import Normaliser, WindowDataset, usable_records
 
@@ -55,7 +57,8 @@ class TrainParams:
     weight_decay: float = 1e-4
     loss: str = "gaussian_nll"  # gaussian_nll | mse
     patience: int = 6  # epochs without validation improvement before stopping
-    num_threads: int = 2
+    num_threads: NumThreads = "auto"  # torch threads; auto: the usable cores (threads.py)
+    loader_workers: int = 0  # DataLoader processes, taken from the same thread budget
     split_column: str = "split"  # split | split_cluster (regional hold-out)
     train_station_fraction: float = 1.0  # < 1: a random subset of training stations
     out: str = "models/current"
@@ -75,14 +78,14 @@ class TrainResult:
 EpochCallback = Callable[[int, dict], None]
 
 
-def set_determinism(seed: int, num_threads: int) -> None:
-    """Seeds and an explicit thread count. The CPU kernels used here (conv, LSTM, attention)
-    are deterministic for a fixed thread count; torch.use_deterministic_algorithms is not
-    set because its CPU fallbacks made max-pool backward ~3x slower (tests check that two runs
-    with one seed give identical weights)."""
+def set_determinism(seed: int, num_threads: NumThreads, loader_workers: int = 0) -> ThreadBudget:
+    """Seeds and the thread budget (threads.py). The CPU kernels used here (conv, LSTM,
+    attention) are deterministic for a fixed thread count; torch.use_deterministic_algorithms
+    is not set because its CPU fallbacks made max-pool backward ~3x slower (tests check that
+    two runs with one seed give identical weights)."""
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
-    torch.set_num_threads(num_threads)
+    return threads.apply(threads.resolve(num_threads, loader_workers))
 
 
 def select_split(
@@ -135,7 +138,7 @@ def fit(
     Without ``transfer``, ``init`` must have the same architecture (all weights are copied);
     with it, see :mod:`deepvs30.transfer` (partial loading, freezing, lr groups, warm-up)."""
     t0 = time.perf_counter()
-    set_determinism(train.seed, train.num_threads)
+    budget = set_determinism(train.seed, train.num_threads, train.loader_workers)
     waves, records, summary = load_prepared(prepared_dir)
     fs_hz = float(summary["fs_hz"])
     records, skipped = usable_records(waves, records, fs_hz, features)
@@ -162,6 +165,7 @@ def fit(
         shuffle=True,
         generator=generator,
         drop_last=False,
+        num_workers=budget.loader_workers,
     )
     val_set = WindowDataset(waves, parts["val"], fs_hz, features, normaliser)
     optimiser = torch.optim.AdamW(

@@ -39,6 +39,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from deepvs30 import threads
 from deepvs30.config import from_dict, section
 from deepvs30.errors import ConfigError, DeepVs30Error
 from deepvs30.prepare import PrepareParams
@@ -656,7 +657,10 @@ def launch_workers(setup: Setup, n_workers: int, verbose: bool) -> list[int]:
     ]
     if setup.tune.timeout_s is not None:
         cmd += ["--timeout-s", str(setup.tune.timeout_s)]
-    env = {**os.environ, STORAGE_ENV: setup.storage_url}
+    # each worker gets its share of the cores, set before torch is imported (threads.py)
+    share = threads.share_per_worker(n_workers)
+    env = threads.worker_env(share, {**os.environ, STORAGE_ENV: setup.storage_url})
+    log.info("%d local workers, %d torch thread(s) each", n_workers, share)
     procs = []
     for _ in range(n_workers):
         procs.append(subprocess.Popen(cmd, env=env))
