@@ -10,11 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepvs30.errors import ConfigError, LeakageError
+from deepvs30.errors import ConfigError
 from deepvs30.realbench import (
     RealParams,
     build_folds,
-    check_disjoint,
     region_of,
     score,
     sigma_scale,
@@ -109,13 +108,6 @@ def test_region_scheme_holds_out_whole_regions() -> None:
     for fold in folds:
         assert set(region[fold.split == "test"]) == {fold.name}
         assert fold.name not in set(region[fold.split == "train"])
-
-
-def test_a_shared_station_is_refused_by_name() -> None:
-    records, _ = toy_records(6)
-    split = pd.Series(["train", "test"] * 6, index=records.index)  # each station in both
-    with pytest.raises(LeakageError, match="XX.S00"):
-        check_disjoint(records, split, "handmade")
 
 
 def test_unknown_arm_or_scheme_is_refused() -> None:

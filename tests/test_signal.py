@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 from scipy import signal
 
-from deepvs30.errors import ConfigError, LeakageError
+from deepvs30.errors import ConfigError
 from deepvs30.hvsr import HvParams, hv_curve, hv_peak
 from deepvs30.metrics import nehrp_class, station_predictions, summary_metrics, trend_slope
 from deepvs30.preprocess import PreprocessParams, preprocess_record
 from deepvs30.segment import FeatureParams, SkipRecord, make_input
-from deepvs30.split import SplitParams, check_station_disjoint, make_splits
+from deepvs30.split import SplitParams, make_splits
 
 
 def test_preprocess_resamples_and_keeps_passband():
@@ -118,12 +118,6 @@ def test_splits_are_station_disjoint_and_stratified():
     held = stations.loc[stations["split_cluster"] == "test", "cluster"].unique()
     assert len(held) == 1
     assert held[0] not in set(stations.loc[stations["split_cluster"] != "test", "cluster"])
-
-
-def test_leakage_is_caught():
-    stations = pd.DataFrame({"station": ["A", "A", "B"], "split": ["train", "test", "val"]})
-    with pytest.raises(LeakageError, match="A"):
-        check_station_disjoint(stations, "split")
 
 
 def test_metrics_numbers():

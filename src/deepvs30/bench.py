@@ -378,7 +378,7 @@ def step_prepare(data: str, out: str, prepare_params: Any) -> dict:
 def _train_set(prepared: str, features: FeatureParams, train: TrainParams, limit: int | None):
     """WindowDataset of the training split (first ``limit`` records), and the setup time."""
     from deepvs30.prepare import load_prepared
-    from deepvs30.train import select_split
+    from deepvs30.split import select_split
     from deepvs30.windows import Normaliser, WindowDataset, usable_records
 
     t0 = time.perf_counter()
@@ -556,7 +556,7 @@ def step_training(
 def _n_train(prepared: str, features: FeatureParams, train: TrainParams) -> int:
     """Training samples of one fit() epoch (usable records of the training split)."""
     from deepvs30.prepare import load_prepared
-    from deepvs30.train import select_split
+    from deepvs30.split import select_split
     from deepvs30.windows import usable_records
 
     waves, records, summary = load_prepared(prepared)

@@ -10,7 +10,7 @@ or :meth:`ModelBundle.predict_prepared`, so training and prediction cannot drift
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,8 @@ class ModelBundle:
     preprocess: PreprocessParams
     normaliser: Normaliser
     network: torch.nn.Module
+    # what it was trained on (split.provenance): data and prepared versions, split, stations
+    provenance: dict = field(default_factory=dict)
 
     @property
     def fs_hz(self) -> float:
@@ -60,6 +62,7 @@ class ModelBundle:
             "features": self.features.to_dict(),
             "preprocess": self.preprocess.to_dict(),
             "normaliser": self.normaliser.to_dict(),
+            "provenance": self.provenance,
         }
 
     def save(self, out_dir: str | Path) -> Path:
@@ -85,7 +88,13 @@ class ModelBundle:
         network.load_state_dict(state)
         network.eval()
         return cls(
-            config["model_name"], config["hparams"], features, preprocess, normaliser, network
+            config["model_name"],
+            config["hparams"],
+            features,
+            preprocess,
+            normaliser,
+            network,
+            config.get("provenance") or {},
         )
 
     @torch.no_grad()

@@ -31,8 +31,9 @@ from deepvs30.models.common import LOG_SIGMA_BOUND, Head
 from deepvs30.prepare import PrepareParams, load_prepared
 from deepvs30.preprocess import PreprocessParams
 from deepvs30.segment import FeatureParams
+from deepvs30.split import provenance, select_split
 from deepvs30.threads import NumThreads
-from deepvs30.train import ModelParams, run_epoch, select_split, set_determinism
+from deepvs30.train import ModelParams, run_epoch, set_determinism
 from deepvs30.windows import Normaliser, usable_records, window_of
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,8 @@ def pretrain(
     final = _val_metrics(network, datasets["val"], params.targets, std)
     network.head = vs30_head_from(vs30_head, network.head)
     preprocess = PreprocessParams(**summary["params"]["preprocess"])
-    bundle = ModelBundle(model.name, dict(model.hparams), features, preprocess, normaliser, network)
+    bundle = ModelBundle(model.name, dict(model.hparams), features, preprocess, normaliser, network,
+                         provenance(prepared_dir, parts, params.split_column))  # fmt: skip
     stats = {"targets": params.targets, "mean": mean.tolist(), "std": std.tolist()}
     return PretrainResult(bundle, history, best["epoch"], final, stats, time.perf_counter() - t0)
 

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from deepvs30.config import section
-from deepvs30.errors import DeepVs30Error
+from deepvs30.errors import DeepVs30Error, LeakageError
 from deepvs30.register import CHALLENGER, CHAMPION
 from deepvs30.tracking import MlflowParams, configure, data_version
 
@@ -164,12 +164,15 @@ def score_pair(
     if setup is not None:
         current = data_version(setup.data_dir)
         split = f"{setup.train.split_column}:{setup.part}"
-        scores = [
-            reevaluated_scores(
-                model, int(mv.version), setup, mv.tags.get("data_version", "unknown")
-            )
-            for mv in (challenger, champion)
-        ]
+        try:  # evaluate refuses a version on stations its provenance says it trained on
+            scores = [
+                reevaluated_scores(
+                    model, int(mv.version), setup, mv.tags.get("data_version", "unknown")
+                )
+                for mv in (challenger, champion)
+            ]
+        except LeakageError as exc:
+            raise PromotionRefused(f"re-evaluation refused: {exc}") from exc
         return scores[0], scores[1], Basis("re-evaluated", current, split)
     differ = [
         key
@@ -377,8 +380,8 @@ def promote(
         if basis.kind == "re-evaluated" and scores.trained_on != basis.data_version:
             notes.append(
                 f"v{scores.version} was trained on data {scores.trained_on}, not the "
-                f"evaluated {basis.data_version}: its training stations may overlap "
-                "this test split"
+                f"evaluated {basis.data_version} (its training stations were checked "
+                "against this test split: none overlap)"
             )
     if better:
         action = "promoted"

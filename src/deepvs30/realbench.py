@@ -12,7 +12,8 @@ then ``deepvs30 prepare``) and scores every arm of ``real.arms`` on the same fol
   the training stations those that did not record it.
 
 Within each fold, ``real.val_fraction`` of the training stations is held for early
-stopping. Train, validation and test never share a station (:func:`check_disjoint`).
+stopping. Train, validation and test never share a station, and every model is refused
+(LeakageError) on test stations its own provenance lists (:func:`deepvs30.split.check_unseen`).
 Baselines on the same folds: the training median and the H/V-peak regression
 (ln Vs30 = a + b ln f0 + c ln A, :mod:`deepvs30.evaluate`). Metrics are at station level
 (the median of a station's ln predictions), overall, per region, per NEHRP class and per
@@ -42,12 +43,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from deepvs30.config import section
-from deepvs30.errors import ConfigError, LeakageError
+from deepvs30.errors import ConfigError
 from deepvs30.experiments import FINE_TUNE  # the transfer experiments' fine-tuning
 from deepvs30.inference import ModelBundle
 from deepvs30.metrics import nehrp_class, summary_metrics
 from deepvs30.prepare import load_prepared
 from deepvs30.segment import FeatureParams
+from deepvs30.split import check_unseen, provenance
 from deepvs30.threads import NumThreads
 from deepvs30.train import ModelParams, TrainParams
 from deepvs30.transfer import TransferParams
@@ -204,21 +206,11 @@ def build_folds(
     folds = [f for f in folds if (f.split == "test").any() and _n_train_stations(records, f) >= 5]
     for i, fold in enumerate(folds):
         fold.split = with_val(fold.split, records, params.val_fraction, params.split_seed + i)
-        check_disjoint(records, fold.split, f"{scheme}/{fold.name}")
     return folds
 
 
 def _n_train_stations(records: pd.DataFrame, fold: Fold) -> int:
     return int(records.loc[fold.split == "train", "station"].nunique())
-
-
-def check_disjoint(records: pd.DataFrame, split: pd.Series, where: str) -> None:
-    """Raise LeakageError naming the stations that appear in two of train, val and test."""
-    parts = {name: set(records.loc[split == name, "station"]) for name in ("train", "val", "test")}
-    for a, b in (("train", "test"), ("val", "test"), ("train", "val")):
-        shared = sorted(parts[a] & parts[b])
-        if shared:
-            raise LeakageError(f"{where}: {a} and {b} share station(s) {shared[:10]}")
 
 
 # --- arms ------------------------------------------------------------------------------------
@@ -362,7 +354,9 @@ def ridge_model(prepared_dir: Path, features: FeatureParams) -> ModelBundle:
               fit_on["station"].to_numpy(), RIDGE_ALPHAS)  # fmt: skip
     network.eval()
     preprocess = PreprocessParams(**summary["params"]["preprocess"])
-    return ModelBundle("hv_mlp", dict(LINEAR), features, preprocess, normaliser, network)
+    parts = {name: fit_on[fit_on["split"] == name] for name in ("train", "val")}
+    return ModelBundle("hv_mlp", dict(LINEAR), features, preprocess, normaliser, network,
+                       provenance(prepared_dir, parts, "split"))  # fmt: skip
 
 
 def predict_part(bundle: ModelBundle, fold_dir: Path, part: str = "test") -> pd.DataFrame:
@@ -375,6 +369,7 @@ def predict_part(bundle: ModelBundle, fold_dir: Path, part: str = "test") -> pd.
     waves, records, summary = load_prepared(fold_dir)
     fs_hz = float(summary["fs_hz"])
     target = records[records["split"] == part]
+    check_unseen(bundle.provenance, target["station"], f"real benchmark {fold_dir.name} ({part})")
     usable, _ = usable_records(waves, target, fs_hz, bundle.features)
     usable = usable.reset_index(drop=True)
     if usable.empty:

@@ -10,13 +10,20 @@ Two splits are written, one file, reused by every run so results compare:
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from deepvs30.dataset import station_key
-from deepvs30.errors import LeakageError
+from deepvs30.errors import ConfigError, LeakageError
+
+log = logging.getLogger(__name__)
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -98,32 +105,84 @@ def make_splits(metadata: pd.DataFrame, params: SplitParams) -> pd.DataFrame:
     stations = station_table(metadata, params.n_clusters, params.seed)
     stations["split"] = random_station_split(stations, params)
     stations["split_cluster"] = cluster_holdout_split(stations, params)
-    for column in ("split", "split_cluster"):
-        check_station_disjoint(stations, column)
     return stations
 
 
-def check_station_disjoint(stations: pd.DataFrame, column: str) -> None:
-    """Fail loudly if a station appears in more than one part of a split."""
-    parts = stations.groupby("station")[column].nunique()
-    shared = parts[parts > 1].index.tolist()
+# --- what a model was trained on, and the check that it is not scored on it ----------------
+
+
+def select_split(
+    records: pd.DataFrame, split_column: str, station_fraction: float, seed: int
+) -> dict[str, pd.DataFrame]:
+    """Records of each part; optionally a seeded subset of the training stations."""
+    if split_column not in records:
+        raise ConfigError(f"train.split_column: {split_column!r} is not a split in records.csv")
+    parts = {name: records[records[split_column] == name] for name in SPLIT_NAMES}
+    if station_fraction < 1.0:
+        stations = np.sort(parts["train"]["station"].unique())
+        rng = np.random.default_rng(seed)
+        n_keep = max(2, int(round(station_fraction * len(stations))))
+        keep = set(rng.choice(stations, size=min(n_keep, len(stations)), replace=False))
+        parts["train"] = parts["train"][parts["train"]["station"].isin(keep)]
+    return parts
+
+
+def prepared_hash(prepared_dir: str | Path) -> str:
+    """Content hash of a prepared folder's record and station tables (splits included)."""
+    digest = hashlib.sha256()
+    for name in ("records.csv", "stations.csv"):
+        path = Path(prepared_dir) / name
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def provenance(
+    prepared_dir: str | Path,
+    parts: dict[str, pd.DataFrame],
+    split_column: str,
+    inherited: dict | None = None,
+) -> dict:
+    """What a model saw: the data and prepared versions, the split, and its training and
+    validation stations; ``inherited`` is the provenance of the model it was fine-tuned from
+    (its stations were seen too)."""
+    from deepvs30.tracking import data_version
+
+    prepared_dir = Path(prepared_dir)
+    summary_file = prepared_dir / "prepare.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    data_dir = summary.get("data")
+    return {
+        "data_version": data_version(data_dir) if data_dir else "unknown",
+        "prepared": str(prepared_dir),
+        "prepared_hash": prepared_hash(prepared_dir),
+        "split_column": split_column,
+        "split_seed": summary.get("params", {}).get("split", {}).get("seed"),
+        "train_stations": sorted(map(str, parts["train"]["station"].unique())),
+        "val_stations": sorted(map(str, parts["val"]["station"].unique())),
+        "inherited_stations": sorted(seen_stations(inherited)) if inherited else [],
+    }
+
+
+def seen_stations(prov: dict, include_val: bool = True) -> set[str]:
+    """Stations whose records a model was trained (or early-stopped, or pre-trained) on."""
+    keys = ["train_stations", "inherited_stations"] + (["val_stations"] if include_val else [])
+    return set().union(*(set(prov.get(k, [])) for k in keys))
+
+
+def check_unseen(
+    prov: dict | None, stations: Iterable[str], where: str, include_val: bool = True
+) -> None:
+    """Refuse to score a model on stations it has seen: LeakageError naming them."""
+    if not prov:
+        log.warning("%s: the model records no provenance (trained before it was kept); "
+                    "its training stations cannot be checked", where)  # fmt: skip
+        return
+    shared = sorted(seen_stations(prov, include_val) & set(map(str, stations)))
     if shared:
-        raise LeakageError(f"split '{column}': stations in several parts: {shared[:10]}")
-    if column == "split_cluster":
-        test_clusters = set(stations.loc[stations[column] == "test", "cluster"])
-        train_clusters = set(stations.loc[stations[column] != "test", "cluster"])
-        if test_clusters & train_clusters:
-            raise LeakageError(
-                f"split '{column}': clusters {sorted(test_clusters & train_clusters)} in test "
-                "and train/val"
-            )
-
-
-def check_records_disjoint(records: pd.DataFrame, column: str) -> None:
-    """Record-level guard used by evaluate: no station in both the test part and training."""
-    by_station = records.groupby("station")[column].nunique()
-    leaking = by_station[by_station > 1].index.tolist()
-    if leaking:
         raise LeakageError(
-            f"records of stations {leaking[:10]} fall in several parts of '{column}'"
+            f"{where}: the model was trained on {len(shared)} of the stations it would be "
+            f"scored on ({', '.join(shared[:10])}{', ...' if len(shared) > 10 else ''}); "
+            f"it was trained on {prov.get('prepared')} (split {prov.get('split_column')}, "
+            f"seed {prov.get('split_seed')}, data {prov.get('data_version')})"
         )

@@ -7,12 +7,16 @@ Default: a SQLite tracking store ``mlflow.db`` beside ``mlruns/`` (artifacts), n
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,17 +62,47 @@ def git_commit() -> str:
 
 
 def data_version(data_dir: str | Path) -> str:
-    """The DVC hash of the dataset (``data.dvc``), or a content hash of its metadata table."""
+    """The dataset's content hash, in the form DVC writes to ``data.dvc`` (``dvc:<md5>.dir``),
+    so it names the data actually used: equal to data.dvc's when data/ matches it, and a
+    different hash (with a warning) when data/ was regenerated or edited."""
     data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        return "unknown"
+    version = f"dvc:{dvc_dir_md5(data_dir)}.dir"
     dvc_file = data_dir.with_name(data_dir.name + ".dvc")
     if dvc_file.is_file():
         outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs", [])
-        if outs and "md5" in outs[0]:
-            return f"dvc:{outs[0]['md5']}"
-    meta = data_dir / "metadata.csv"
-    if meta.is_file():
-        return "sha256:" + hashlib.sha256(meta.read_bytes()).hexdigest()[:16]
-    return "unknown"
+        pinned = f"dvc:{outs[0]['md5']}" if outs and "md5" in outs[0] else None
+        if pinned and pinned != version and (str(data_dir), version) not in _WARNED:
+            _WARNED.add((str(data_dir), version))
+            log.warning("%s differs from %s (%s, pinned %s): runs record the data used",
+                        data_dir, dvc_file.name, version, pinned)  # fmt: skip
+    return version
+
+
+_FILE_MD5: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> md5, this process
+_WARNED: set[tuple[str, str]] = set()
+
+
+def dvc_dir_md5(data_dir: Path) -> str:
+    """DVC 3's directory hash: md5 of the JSON list of {md5, relpath} of its files, sorted."""
+    entries = []
+    for path in sorted(p for p in data_dir.rglob("*") if p.is_file()):
+        entries.append({"md5": _file_md5(path), "relpath": path.relative_to(data_dir).as_posix()})
+    entries.sort(key=lambda e: e["relpath"])
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest()
+
+
+def _file_md5(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_MD5:
+        digest = hashlib.md5()
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        _FILE_MD5[key] = digest.hexdigest()
+    return _FILE_MD5[key]
 
 
 def flatten(prefix: str, value: object) -> dict[str, object]:

@@ -35,6 +35,7 @@ from deepvs30.metrics import station_predictions, summary_metrics
 from deepvs30.prepare import PrepareParams, load_prepared
 from deepvs30.preprocess import PreprocessParams
 from deepvs30.segment import FeatureParams
+from deepvs30.split import provenance, select_split
 from deepvs30.threads import NumThreads, ThreadBudget
 from deepvs30.transfer import TransferParams, apply_transfer, keep_input_statistics
 from deepvs30.windows import Normaliser, WindowDataset, usable_records
@@ -86,22 +87,6 @@ def set_determinism(seed: int, num_threads: NumThreads, loader_workers: int = 0)
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     return threads.apply(threads.resolve(num_threads, loader_workers))
-
-
-def select_split(
-    records: pd.DataFrame, split_column: str, station_fraction: float, seed: int
-) -> dict[str, pd.DataFrame]:
-    """Records of each part; optionally a seeded subset of the training stations."""
-    if split_column not in records:
-        raise ConfigError(f"train.split_column: {split_column!r} is not a split in records.csv")
-    parts = {name: records[records[split_column] == name] for name in ("train", "val", "test")}
-    if station_fraction < 1.0:
-        stations = np.sort(parts["train"]["station"].unique())
-        rng = np.random.default_rng(seed)
-        n_keep = max(2, int(round(station_fraction * len(stations))))
-        keep = set(rng.choice(stations, size=min(n_keep, len(stations)), replace=False))
-        parts["train"] = parts["train"][parts["train"]["station"].isin(keep)]
-    return parts
 
 
 def loss_fn(kind: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -205,10 +190,14 @@ def fit(
             log.info("early stop at epoch %d (best %d)", epoch, best["epoch"])
             break
     network.load_state_dict(best["state"])
+    bundle.provenance = provenance(
+        prepared_dir, parts, train.split_column, init.provenance if init else None
+    )
     final_val = _evaluate_split(bundle, val_set, parts["val"], train.loss)
     start = _starting_candidate(init, features, parts["val"], waves, fs_hz, train.loss)
     if start is not None and start[1] < _ln_loss(final_val, bundle, train.loss):
         log.info("fine-tuning did not beat its starting model on validation: keeping the start")
+        start[0].provenance = bundle.provenance  # chosen on this validation split
         return TrainResult(start[0], history, 0, start[2], skipped, time.perf_counter() - t0)
     return TrainResult(bundle, history, best["epoch"], final_val, skipped, time.perf_counter() - t0)
 
