@@ -51,8 +51,10 @@ log = logging.getLogger(__name__)
 
 MLFLOW = MlflowParams(experiment="deepvs30-experiments")
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
-# "another region": weaker Q, lower stress drop, more kappa scatter, stiffer clusters
+# "another region": weaker Q, lower stress drop, more kappa scatter, stiffer clusters, and
+# its own network (its stations are not the source corpus' stations: lineage checks names)
 REGION_B = {
+    "network_code": "SB",
     "q0": 110.0,
     "q_eta": 0.6,
     "stress_drop_median_bar": 40.0,
