@@ -9,6 +9,7 @@ streamed into :func:`deepvs30.dataset.write_dataset`; memory holds one record at
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +38,30 @@ CLUSTER_EVENT_SIGMA_KM = 80.0
 CATALOGUE_START = datetime(2020, 1, 1, tzinfo=UTC)
 CATALOGUE_SPAN_S = 3 * 365.25 * 86400.0
 WRAP_MARGIN_S = 20.0  # FFT buffer beyond the record end, so spectral shaping does not wrap
+# Byte-stable output across CPUs. exp/log/sin/power differ in their last bit between glibc's
+# FMA and non-FMA code (measured) and numpy's AVX-512 paths (its own exp/log, SVML), and so do
+# numpy's complex products (see complex_product). Every drawn or derived value is therefore
+# rounded where it is made, to a stated resolution far coarser than 1 ulp and far finer than
+# it matters, and used rounded; the tables hold exactly what the waveforms were made with.
+# A 1-ulp difference then changes a written value only if it straddles a rounding boundary:
+# probability ~ ulp / resolution, below 1e-9 per value here.
+STATION_COORD_DECIMALS = 5  # deg: ~1 m
+EVENT_COORD_DECIMALS = 4  # deg: ~10 m, far below catalogue location errors
+DEPTH_DECIMALS = 2  # km
+MAGNITUDE_DECIMALS = 2  # Mw, as catalogues give it
+ORIGIN_TIME_DECIMALS = 2  # s
+START_TIME_DECIMALS = 6  # s: the ISO timestamp's microsecond (P stays on its sample)
+NOISE_RMS_DECIMALS = 8  # m/s²: 1e-8, 1/20000 of the lowest noise floor (params: 2e-4)
+KAPPA_DECIMALS = 5  # s: 0.01 ms (kappa0 is 5-60 ms; stations.csv states it to 1e-5 s)
+STRESS_DROP_DECIMALS = 2  # bar: 0.01 (Δσ 10-400 bar)
+DISTANCE_DECIMALS = 3  # km: 1 m, the hypocentral distance the record is made at
+F0_DECIMALS = 4  # Hz
+VS30_DECIMALS = 2  # m/s
+# Waveforms are rounded to a grid of 2^k m/s², the largest power of two at most noise_rms/256
+# of their station: rounding noise (step/√12 ≤ noise_rms/887) adds < 2e-6 to the noise
+# variance, and an absolute step, unlike float32's relative one, does not flip the near-zero
+# samples whose relative error is large (measured: 1 float32 ulp of 1.4 M samples differed).
+WAVEFORM_STEP_BELOW_NOISE_BITS = 8
 
 
 @dataclass(frozen=True)
@@ -200,17 +225,18 @@ def make_station(p: SynthParams, cluster: Cluster, index: int) -> Station:
         )
     )
     noise_rms = float(np.exp(rng.uniform(*np.log(p.noise_rms_range_mps2))))
+    f0 = sr.fundamental_frequency_hz(profile)
     return Station(
         index=index,
         code=f"S{index:04d}",
         cluster=cluster.index,
-        lat_deg=round(lat, 5),
-        lon_deg=round(lon, 5),
+        lat_deg=round(lat, STATION_COORD_DECIMALS),
+        lon_deg=round(lon, STATION_COORD_DECIMALS),
         profile=profile,
-        vs30_mps=profile.vs30_mps,
-        f0_hz=sr.fundamental_frequency_hz(profile),
-        kappa_rock_s=kappa_rock,
-        noise_rms_mps2=noise_rms,
+        vs30_mps=round(profile.vs30_mps, VS30_DECIMALS),
+        f0_hz=round(f0, F0_DECIMALS),
+        kappa_rock_s=round(kappa_rock, KAPPA_DECIMALS),
+        noise_rms_mps2=round(noise_rms, NOISE_RMS_DECIMALS),
     )
 
 
@@ -234,19 +260,27 @@ def make_event(p: SynthParams, clusters: list[Cluster], index: int) -> Event:
         lat, lon = _clip_to_region(p, c.lat_deg + dlat, c.lon_deg + dlon)
     else:
         lat, lon = rng.uniform(*p.lat_range_deg), rng.uniform(*p.lon_range_deg)
-    origin = CATALOGUE_START + timedelta(seconds=round(rng.uniform(0, CATALOGUE_SPAN_S), 2))
+    origin_s = round(rng.uniform(0, CATALOGUE_SPAN_S), ORIGIN_TIME_DECIMALS)
+    origin = CATALOGUE_START + timedelta(seconds=origin_s)
     return Event(
         index=index,
         source_id=f"{p.network_code}E{index:05d}",
         origin_time=origin,
-        lat_deg=round(float(lat), 4),
-        lon_deg=round(float(lon), 4),
-        depth_km=round(float(rng.uniform(*p.depth_range_km)), 2),
-        mw=round(_gutenberg_richter(rng, *p.magnitude_range, p.gutenberg_richter_b), 2),
-        stress_drop_bar=float(
-            np.clip(
-                p.stress_drop_median_bar * np.exp(rng.normal(0, p.stress_drop_sigma_ln)), 10, 400
-            )
+        lat_deg=round(float(lat), EVENT_COORD_DECIMALS),
+        lon_deg=round(float(lon), EVENT_COORD_DECIMALS),
+        depth_km=round(float(rng.uniform(*p.depth_range_km)), DEPTH_DECIMALS),
+        mw=round(
+            _gutenberg_richter(rng, *p.magnitude_range, p.gutenberg_richter_b), MAGNITUDE_DECIMALS
+        ),
+        stress_drop_bar=round(
+            float(
+                np.clip(
+                    p.stress_drop_median_bar * np.exp(rng.normal(0, p.stress_drop_sigma_ln)),
+                    10,
+                    400,
+                )
+            ),
+            STRESS_DROP_DECIMALS,
         ),
     )
 
@@ -274,14 +308,19 @@ class Synthesizer:
 
     def site_spectra(self, sta: Station) -> tuple[np.ndarray, np.ndarray]:
         """(horizontal, vertical) complex site factors from source-depth rock to the surface:
-        crustal amplification × soil-column transfer function × exp(-π κ_rock f)."""
+        crustal amplification × soil-column transfer function × exp(-π κ_rock f).
+
+        Kept in complex128: a cast to complex64 is a relative rounding whose rare flips
+        (a 1e-15 difference straddling a float32 step) would reach every record of the
+        station at 1e-9 of its amplitude, well above the 1e-15 the waveform grid absorbs.
+        """
         if sta.index not in self._site:
             prof, f = sta.profile, self.freq_hz
             crust = sr.crustal_amplification(f, prof.vs_mps[-1], prof.density_kgm3[-1])
             common = crust * st.kappa_filter(f, sta.kappa_rock_s)
             self._site[sta.index] = (
-                (common * sr.sh_transfer_function(f, prof)).astype(np.complex64),
-                (common * sr.p_transfer_function(f, prof)).astype(np.complex64),
+                common * sr.sh_transfer_function(f, prof),
+                common * sr.p_transfer_function(f, prof),
             )
         return self._site[sta.index]
 
@@ -340,11 +379,39 @@ class Synthesizer:
         h_site, v_site = self.site_spectra(sta)
         s_part, p_part = spec[:3] * path_s, spec[3:] * path_p
         out = np.empty((3, self.freq_hz.size), dtype=complex)
-        out[0] = (VERTICAL_S_RATIO * s_part[0] + p_part[0]) * v_site
-        out[1:] = s_part[1:] * h_site + HORIZONTAL_P_RATIO * p_part[1:] * v_site
-        acc = np.fft.irfft(out / self.dt_s, n=self.nfft, axis=-1)[:, :n]
+        out[0] = complex_product(VERTICAL_S_RATIO * s_part[0] + p_part[0], v_site)
+        out[1:] = complex_product(s_part[1:], h_site) + complex_product(
+            HORIZONTAL_P_RATIO * p_part[1:], v_site
+        )
+        acc = np.fft.irfft(out, n=self.nfft, axis=-1)[:, :n] / self.dt_s
         acc += sta.noise_rms_mps2 * rng.standard_normal((3, n))  # instrument/site noise floor
-        return acc, p_sample, s_sample
+        return round_to_noise_grid(acc, sta.noise_rms_mps2), p_sample, s_sample
+
+
+def complex_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a · b with each real product and sum rounded once, the same on every CPU.
+
+    numpy's complex multiply loops are SIMD-dispatched (AVX2, AVX-512 or baseline SSE, likely
+    with fused multiply-add in the first two), and ``a * b`` differed in its last bit between
+    them (measured with NPY_DISABLE_CPU_FEATURES); real multiply and add are IEEE-exact.
+    """
+    out = np.empty(np.broadcast_shapes(np.shape(a), np.shape(b)), dtype=complex)
+    out.real = a.real * b.real - a.imag * b.imag
+    out.imag = a.real * b.imag + a.imag * b.real
+    return out
+
+
+def round_to_noise_grid(acc_mps2: np.ndarray, noise_rms_mps2: float) -> np.ndarray:
+    """Round to a multiple of 2^k m/s², the largest power of two ≤ noise_rms / 2^8.
+
+    The step is exact (frexp, no logarithm) and the scaling by a power of two is exact, so the
+    grid is the same on every machine; a value moves to another grid point only when a
+    last-bit difference straddles a half step (measured under glibc's and numpy's other code
+    paths: ~1e-12 per sample).
+    """
+    _, exponent = math.frexp(noise_rms_mps2)  # noise_rms in [2^(exponent-1), 2^exponent)
+    step = math.ldexp(1.0, exponent - 1 - WAVEFORM_STEP_BELOW_NOISE_BITS)
+    return np.round(acc_mps2 / step) * step
 
 
 def plan_records(
@@ -359,7 +426,7 @@ def plan_records(
         r_epi = distance_km(ev.lat_deg, ev.lon_deg, lats, lons)
         r_hyp = np.hypot(r_epi, ev.depth_km)
         for i in np.flatnonzero(r_hyp <= p.max_distance_km):
-            sta, r = stations[i], float(r_hyp[i])
+            sta, r = stations[i], round(float(r_hyp[i]), DISTANCE_DECIMALS)
             threshold = max(p.trigger_pga_mps2, p.trigger_snr * sta.noise_rms_mps2)
             if synth.expected_pga_mps2(ev, sta, r) >= threshold:
                 pairs.append((ev, sta, r))
@@ -374,7 +441,7 @@ def record_metadata(
     p: SynthParams, ev: Event, sta: Station, r_km: float, p_sample: int, s_sample: int
 ) -> dict:
     t_p_s = r_km / st.ALPHA_KMPS
-    start = ev.origin_time + timedelta(seconds=round(t_p_s - p.pre_event_s, 6))
+    start = ev.origin_time + timedelta(seconds=round(t_p_s - p.pre_event_s, START_TIME_DECIMALS))
     r_epi = float(distance_km(ev.lat_deg, ev.lon_deg, np.array(sta.lat_deg), np.array(sta.lon_deg)))
     return {
         "trace_name": f"{p.network_code}.{sta.code}.{ev.source_id}",
@@ -382,10 +449,10 @@ def record_metadata(
         "station_code": sta.code,
         "station_latitude_deg": sta.lat_deg,
         "station_longitude_deg": sta.lon_deg,
-        "station_vs30_mps": round(sta.vs30_mps, 2),
+        "station_vs30_mps": sta.vs30_mps,
         "station_vs30_method": "synthetic",
         "station_cluster": sta.cluster,
-        "station_f0_hz": round(sta.f0_hz, 4),
+        "station_f0_hz": sta.f0_hz,
         "source_id": ev.source_id,
         "source_origin_time": _iso(ev.origin_time),
         "source_magnitude": ev.mw,
@@ -393,8 +460,8 @@ def record_metadata(
         "source_latitude_deg": ev.lat_deg,
         "source_longitude_deg": ev.lon_deg,
         "source_depth_km": ev.depth_km,
-        "path_ep_distance_km": round(r_epi, 3),
-        "path_hyp_distance_km": round(r_km, 3),
+        "path_ep_distance_km": round(r_epi, DISTANCE_DECIMALS),
+        "path_hyp_distance_km": r_km,
         "trace_sampling_rate_hz": p.sampling_rate_hz,
         "trace_p_arrival_sample": p_sample,
         "trace_p_status": "synthetic",
@@ -423,10 +490,10 @@ def station_table(stations: list[Station], pairs: list) -> pd.DataFrame:
                 "station_cluster": s.cluster,
                 "station_latitude_deg": s.lat_deg,
                 "station_longitude_deg": s.lon_deg,
-                "station_vs30_mps": round(s.vs30_mps, 2),
-                "station_f0_hz": round(s.f0_hz, 4),
+                "station_vs30_mps": s.vs30_mps,
+                "station_f0_hz": s.f0_hz,
                 "depth_to_bedrock_m": round(s.profile.depth_to_bedrock_m, 2),
-                "kappa0_s": round(s.kappa0_s, 5),
+                "kappa0_s": round(s.kappa0_s, KAPPA_DECIMALS),
                 "noise_rms_mps2": s.noise_rms_mps2,
                 "n_records": counts[s.index],
             }
