@@ -13,7 +13,7 @@ export DEEPVS30_REALDATA ?= $(abspath $(CURDIR)/../shared/realdata)
 WORKERS ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: help venv data reproduce test tune ui promote bench lint clean real-benchmark real-model
+.PHONY: help venv data reproduce test tune ui dashboard promote bench lint clean real-benchmark real-model
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,7 +32,10 @@ data: $(STAMP) ## fetch the pinned dataset (dvc pull), or generate the default s
 	    echo "data/ not in the DVC remote: generating the default synthetic corpus (params.yaml: synth)"; \
 	    deepvs30 synth --out data; }; \
 	fi
-	@dvc status data.dvc | grep -q "modified" && echo "note: data/ differs from data.dvc (regenerated on another platform or your own data)" || true
+	@# dvc status says "not in cache", never "modified", when data.dvc's hash is not in the cache
+	@# (a fresh clone that regenerated data/); dvc data status compares the hashes themselves
+	@dvc data status --json data 2>/dev/null | python -c 'import json, sys; s = json.loads(sys.stdin.read() or "{}"); sys.exit("data/" not in s.get("uncommitted", {}).get("modified", []))' \
+	  && echo "note: data/ differs from data.dvc (regenerated on another platform or your own data)" || true
 
 reproduce: data ## run the DVC pipeline on the default dataset (validate, prepare, train, evaluate, register)
 	dvc repro register
@@ -57,6 +60,12 @@ tune: data ## Optuna search (params.yaml: tune); WORKERS=n local workers on one 
 
 ui: $(STAMP) ## MLflow UI on http://127.0.0.1:5000
 	mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db --default-artifact-root ./mlruns
+
+DASHBOARD_PORT ?= 8080
+# The study storage deepvs30 tune uses: $TUNE_STORAGE, else params.yaml tune.storage.
+STUDY_STORAGE = $(shell $(BIN)/python -m deepvs30.dashboard)
+dashboard: $(STAMP) ## Optuna dashboard of the tuning study on http://127.0.0.1:8080 (params.yaml: tune.storage)
+	optuna-dashboard --host 127.0.0.1 --port $(DASHBOARD_PORT) "$(STUDY_STORAGE)"
 
 promote: $(STAMP) ## move the champion alias if the challenger is better (params.yaml: promote)
 	deepvs30 promote

@@ -215,3 +215,22 @@ def test_without_prepared_data_registered_metrics_are_compared_or_refused(models
     assert "differ in data_version" in decision["reason"]
     assert champion(models, name) == 2
     assert client(models).get_model_version(name, "3").tags["promotion.decision"] == "refused"
+
+
+def test_registered_version_description_is_its_model_card(models) -> None:
+    name = "carded"
+    info = models.register("good", name)
+    card = client(models).get_model_version(name, str(info["version"])).description
+    full = json.loads((models.good / "metrics.json").read_text())
+    row = [f"{full[k]['mape_pct']:.1f}" for k in ("station", "baseline_median", "baseline_hv")]
+    assert card.startswith(f"### {name} v1")
+    assert f"| station MAPE (%) | {' | '.join(row)} |" in card
+    assert f"| std of ln residuals | {full['station']['std_ln']:.3f} |" in card
+    assert "synthetic-trained: not for real records" in card
+    assert f"MLflow run `{info['run_id']}`" in card and "params hash `unknown`" not in card
+    assert f"version `{info['tags']['data_version']}`" in card
+    assert "training stations unknown" not in card
+    # the biased copy was logged without params or a prepared folder: the card says so
+    bad = models.register("bad", name)
+    bad_card = client(models).get_model_version(name, str(bad["version"])).description
+    assert "training stations unknown" in bad_card and "params hash `unknown`" in bad_card

@@ -20,12 +20,14 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from deepvs30.config import section
 from deepvs30.errors import ReaderError
+
+if TYPE_CHECKING:  # numpy and pandas are imported where used: `predict --help` needs neither
+    import numpy as np
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ def read_inputs(
     """Every record under ``paths`` (archives unpacked as ``ingest`` does, members named
     ``archive:member``) as canonical ``(metadata, waveform)`` pairs, and the files or records
     that could not be used, each with the reader's reason."""
+
     from deepvs30.ingest import batches, canonical_pairs, walk
 
     data_files, _, missing = walk(paths)
@@ -119,6 +122,8 @@ def station_id(meta: dict) -> str:
 
 
 def _seconds(sample: object, fs_hz: float) -> float | None:
+    import numpy as np
+
     try:
         value = float(sample)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -128,6 +133,9 @@ def _seconds(sample: object, fs_hz: float) -> float | None:
 
 def input_frame(pairs: list[tuple[dict, np.ndarray]]) -> pd.DataFrame:
     """The served model's input: one row per record, components as float arrays (m/s²)."""
+    import numpy as np
+    import pandas as pd
+
     rows = []
     for meta, waveform in pairs:
         fs_hz = float(meta["trace_sampling_rate_hz"])
@@ -151,6 +159,8 @@ def input_frame(pairs: list[tuple[dict, np.ndarray]]) -> pd.DataFrame:
 def predict_inputs(bundle, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
     """Per-record predictions for the rows the model accepts; the others with the reason.
     Each row is checked alone, so one bad record does not cost the others their answer."""
+    import pandas as pd
+
     from deepvs30.pyfunc import OUTPUT_COLUMNS, InputError, predict_frame, records_from_frame
 
     good, skipped = [], []
@@ -183,6 +193,8 @@ def predict_paths(
     """Predictions for every record under ``paths``. Records the model skips for want of P/S
     arrivals go to ``fallback`` (a model that reads no P/S information), when one is given;
     the ``model`` column says which model answered each record."""
+    import pandas as pd
+
     pairs, skipped = read_inputs(paths, fmt, stations, pick, sensor)
     frame = input_frame(pairs)
     out, rejected = predict_inputs(bundle, frame)
@@ -212,6 +224,8 @@ def needs_ps(reason: str) -> bool:
 
 def _fall_back(out: pd.DataFrame, frame: pd.DataFrame, fallback, fallback_model: str):
     """Replace the rows skipped for missing P/S by the fallback model's answers."""
+    import pandas as pd
+
     if fallback.features.ps_channel or fallback.features.sp_scalar:
         from deepvs30.errors import ConfigError
 
@@ -229,6 +243,8 @@ def _fall_back(out: pd.DataFrame, frame: pd.DataFrame, fallback, fallback_model:
 
 
 def _record_meta(pairs: list[tuple[dict, np.ndarray]]) -> pd.DataFrame:
+    import pandas as pd
+
     rows = [
         {
             "record_id": m["trace_name"],
@@ -250,6 +266,9 @@ def _record_meta(pairs: list[tuple[dict, np.ndarray]]) -> pd.DataFrame:
 def station_table(records: pd.DataFrame, skipped: pd.DataFrame) -> pd.DataFrame:
     """Per station: median of ln predictions (metrics.station_predictions), its interval,
     class, records used and skipped. Stations with no usable record are listed with 0."""
+    import numpy as np
+    import pandas as pd
+
     from deepvs30.metrics import nehrp_class, station_predictions
 
     frame = records.rename(columns={"ln_vs30": "ln_pred"}).assign(
@@ -281,6 +300,8 @@ def station_table(records: pd.DataFrame, skipped: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_csv(result: Prediction) -> str:
+    import pandas as pd
+
     parts = [
         result.records.assign(level="record"),
         result.stations.assign(level="station"),
@@ -293,6 +314,7 @@ def to_csv(result: Prediction) -> str:
 
 
 def to_json(result: Prediction) -> str:
+
     def rows(frame: pd.DataFrame) -> list[dict]:
         return json.loads(frame.to_json(orient="records", double_precision=15))
 
@@ -308,6 +330,8 @@ def to_json(result: Prediction) -> str:
 
 
 def summary_text(result: Prediction) -> str:
+    import pandas as pd
+
     lines = [f"model {result.model}: {len(result.records)} record(s) used, "
              f"{len(result.skipped)} skipped, {len(result.stations)} station(s)"]  # fmt: skip
     for row in result.stations.itertuples(index=False):
@@ -379,14 +403,22 @@ def run(args: argparse.Namespace, params: dict) -> int:
 
 
 def _load(load_bundle, model: str):
-    import mlflow
-
     from deepvs30.errors import DeepVs30Error
 
     try:
         return load_bundle(model)
-    except (mlflow.exceptions.MlflowException, OSError, KeyError) as exc:
+    except (*_load_errors(model), OSError, KeyError) as exc:
         raise DeepVs30Error(f"cannot load model {model}: {exc}") from exc
+
+
+def _load_errors(model: str) -> tuple[type[Exception], ...]:
+    """MLflow's error type where MLflow loads the model; a bundle folder is read without
+    MLflow, and importing it would cost seconds."""
+    if Path(model).is_dir():
+        return ()
+    from mlflow.exceptions import MlflowException
+
+    return (MlflowException,)
 
 
 def _stations(build_station_table, ingest, stations_csv: str | None):

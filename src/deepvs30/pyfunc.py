@@ -17,12 +17,6 @@ import pandas as pd
 
 from deepvs30.inference import ModelBundle
 
-try:
-    import mlflow
-    from mlflow.pyfunc import PythonModel
-except ImportError:  # pragma: no cover - mlflow is a dependency
-    PythonModel = object  # type: ignore[assignment,misc]
-
 INPUT_COLUMNS = (
     "record_id",
     "station",
@@ -164,20 +158,35 @@ def predict_frame(bundle: ModelBundle, frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
 
 
-class Vs30PyFunc(PythonModel):
-    def load_context(self, context) -> None:
-        self.bundle = ModelBundle.load(context.artifacts[BUNDLE_ARTIFACT])
+def _pyfunc_class() -> type:
+    """The pyfunc class, built on first use: ``import mlflow`` costs seconds, and
+    ``deepvs30 predict`` from a bundle folder needs none of it."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+    from mlflow.pyfunc import PythonModel
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        from mlflow.exceptions import MlflowException
-        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+    class Vs30PyFunc(PythonModel):
+        def load_context(self, context) -> None:
+            self.bundle = ModelBundle.load(context.artifacts[BUNDLE_ARTIFACT])
 
-        try:
-            if not isinstance(model_input, pd.DataFrame):
-                model_input = pd.DataFrame(model_input)
-            return predict_frame(self.bundle, model_input)
-        except InputError as exc:  # the scoring server answers 400 with this message
-            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from exc
+        def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+            try:
+                if not isinstance(model_input, pd.DataFrame):
+                    model_input = pd.DataFrame(model_input)
+                return predict_frame(self.bundle, model_input)
+            except InputError as exc:  # the scoring server answers 400 with this message
+                raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from exc
+
+    Vs30PyFunc.__module__, Vs30PyFunc.__qualname__ = __name__, "Vs30PyFunc"
+    return Vs30PyFunc
+
+
+def __getattr__(name: str) -> type:
+    """``Vs30PyFunc`` is made on first access (PEP 562), then kept as a module attribute."""
+    if name == "Vs30PyFunc":
+        globals()[name] = _pyfunc_class()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def signature():
@@ -237,6 +246,8 @@ def example_input(fs_hz: float = 100.0, seconds: float = 30.0) -> pd.DataFrame:
 
 def log_bundle(bundle: ModelBundle, bundle_dir: str | Path, name: str = "model"):
     """Log the bundle as a pyfunc (models from code) in the active MLflow run."""
+    import mlflow
+
     return mlflow.pyfunc.log_model(
         name=name,
         python_model=str(Path(__file__).with_name("pyfunc_model.py")),
@@ -258,6 +269,8 @@ def load_bundle(uri: str) -> ModelBundle:
     path = Path(uri)
     if path.is_dir():
         return ModelBundle.load(path)
+    import mlflow
+
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     return ModelBundle.load(local / _bundle_path(local))
 

@@ -82,6 +82,7 @@ def train_real_model(params: dict) -> dict:
     from mlflow import MlflowClient
 
     from deepvs30 import promote as promotion
+    from deepvs30.model_card import real_use
     from deepvs30.register import register_model
     from deepvs30.train import train_and_log
 
@@ -108,6 +109,7 @@ def train_real_model(params: dict) -> dict:
     mlflow_params = replace(section(params, "mlflow", MlflowParams), experiment=real.experiment,
                             registered_model=cfg.registered_model)  # fmt: skip
     scale = bench["sigma_scale"].get(arm) or 1.0
+    sigma_scale = float(scale) if scale == scale else 1.0  # NaN: not calibrated
     arm_feats = arm_features(spec, features, real.hv_bins)
     fitter = None
     if spec.kind == "ridge":
@@ -116,13 +118,16 @@ def train_real_model(params: dict) -> dict:
     result = train_and_log(
         fold_dir, arm_feats, model, train, mlflow_params, real.data, out_dir, init=init,
         run_name=f"real-model:{arm}", transfer=spec.transfer,
-        sigma_scale=float(scale) if scale == scale else 1.0, fitter=fitter,
+        sigma_scale=sigma_scale, fitter=fitter,
     )  # fmt: skip
     figures = out_dir / "benchmark_metrics.json"
-    figures.write_text(json.dumps(benchmark_figures(bench, arm), indent=1))
+    chosen_on = benchmark_figures(bench, arm)
+    figures.write_text(json.dumps(chosen_on, indent=1))
+    use = real_use(arm, chosen_on, arm == bench.get("best_arm"), sigma_scale)
     info = register_model(out_dir, figures, mlflow_params,
                           extra_tags={"arm": arm, "intended_use": "real records",
-                                      "trained_on": "every labelled real station"})  # fmt: skip
+                                      "trained_on": "every labelled real station"},
+                          intended_use=use)  # fmt: skip
     client = MlflowClient()
     rule = section(params, "promote", promotion.PromoteParams)
     why = "the real model is scored on the benchmark folds"

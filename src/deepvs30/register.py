@@ -1,19 +1,22 @@
 """register stage: the evaluated model becomes a new version in the MLflow Model Registry.
 
-The version is tagged with the data version, split, git commit and its test metrics, and gets
-the alias ``challenger``; the very first version also becomes ``champion``. Moving the
-champion afterwards is ``deepvs30 promote``'s decision, never this stage's.
+The version is tagged with the data version, split, git commit and its test metrics, its
+description is the model card (:func:`deepvs30.model_card.model_card`), and it gets the alias
+``challenger``; the very first version also becomes ``champion``. Moving the champion
+afterwards is ``deepvs30 promote``'s decision, never this stage's.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from deepvs30.config import section
 from deepvs30.errors import DeepVs30Error
+from deepvs30.model_card import SYNTHETIC_USE, model_card
 from deepvs30.tracking import MlflowParams, configure, flatten
 
 CHAMPION = "champion"
@@ -47,7 +50,10 @@ def register_model(
     metrics_file: Path | None,
     mlflow_params: MlflowParams,
     extra_tags: dict[str, str],
+    intended_use: str = SYNTHETIC_USE,
 ) -> dict:
+    """A new version of ``mlflow_params.registered_model`` from the run in
+    ``model_dir/run.json``, tagged, described by its model card, aliased ``challenger``."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -67,6 +73,7 @@ def register_model(
     }
     if run_info.get("parent_model_uri"):
         tags["parent_model_uri"] = run_info["parent_model_uri"]
+    metrics = {}
     if metrics_file is not None and metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text())
         tags["split"] = f"{metrics.get('split_column')}:{metrics.get('split')}"
@@ -84,6 +91,8 @@ def register_model(
         run_info["model_uri"], mlflow_params.registered_model, tags=tags
     )
     name, number = mlflow_params.registered_model, version.version
+    card = model_card(card_facts(name, number, run, tags, metrics, intended_use))
+    client.update_model_version(name, number, description=card)
     client.set_registered_model_alias(name, CHALLENGER, number)
     aliases = [CHALLENGER]
     try:
@@ -100,3 +109,62 @@ def register_model(
         "aliases": aliases,
         "tags": tags,
     }
+
+
+def card_facts(
+    name: str, version: str, run, tags: dict[str, str], metrics: dict, intended_use: str
+) -> dict:
+    """What :func:`deepvs30.model_card.model_card` shows, from the run and its metrics."""
+    params = dict(run.data.params)
+    prepared = run.data.tags.get("prepared")
+    split_column = params.get("train.split_column", "split")
+    return {
+        "name": name,
+        "version": version,
+        "model_family": tags.get("model_family"),
+        "data_version": tags.get("data_version"),
+        "split": tags.get("split"),
+        "training": training_summary(Path(prepared), split_column) if prepared else {},
+        "metrics": metrics,
+        "intended_use": intended_use,
+        "lineage": {
+            "git_commit": tags.get("git_commit"),
+            "run_id": tags.get("run_id"),
+            "params_hash": params_hash(params) if params else None,
+            "parent_model_uri": tags.get("parent_model_uri"),
+        },
+    }
+
+
+def training_summary(prepared_dir: Path, split_column: str = "split") -> dict:
+    """Stations, records, regional clusters and networks of the prepared training split;
+    empty when the prepared folder is gone (the card then says "unknown")."""
+    import pandas as pd
+
+    records_csv = prepared_dir / "records.csv"
+    if not records_csv.is_file():
+        return {}
+    records = pd.read_csv(records_csv, usecols=lambda c: c in {"station", "cluster", split_column})
+    if split_column not in records:
+        return {}
+    train = records[records[split_column] == "train"]
+    stations = train["station"].astype(str)
+    regions = sorted(train["cluster"].dropna().unique().tolist()) if "cluster" in train else []
+    return {
+        "n_stations": int(stations.nunique()),
+        "n_records": len(train),
+        "regions": [_region(r) for r in regions],
+        "networks": sorted(stations.str.split(".").str[0].unique().tolist()),
+    }
+
+
+def _region(cluster: object) -> str:
+    if isinstance(cluster, float) and cluster.is_integer():
+        cluster = int(cluster)
+    return f"cluster {cluster}"
+
+
+def params_hash(params: dict[str, str]) -> str:
+    """First 12 hex digits of the sha256 of the run's parameters (sorted key=value lines)."""
+    text = "\n".join(f"{key}={params[key]}" for key in sorted(params))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -11,18 +11,28 @@ A station table has columns ``network, station, lat, lon, vs30_mps, vs30_method`
   networks; the INDEX labels them by code *and* coordinates).
 
 Lookup is by (network, station), then by station alone when exactly one table row has that code.
+
+The built-in tables are parsed once: the parsed table is kept as Parquet in the user cache
+(:func:`cache_dir`), keyed by the sha256 of the source file and of this module, so an edited
+table or an edited parser is parsed again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from deepvs30.errors import ReaderError
+
+log = logging.getLogger(__name__)
 
 STATION_COLUMNS = ("network", "station", "lat", "lon", "vs30_mps", "vs30_method")
 _METHODS = {"measured", "proxy", "unknown"}
@@ -75,7 +85,11 @@ def _afad_code(value: object) -> str:
 
 
 def load_afad_station_list(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
+    """The AFAD station list as a station table (parsed once, then read from the cache)."""
+    return cached_table(Path(path), _parse_afad_station_list)
+
+
+def _parse_afad_station_list(path: Path) -> pd.DataFrame:
     try:
         raw = pd.read_excel(path, dtype={"Code": str})
     except Exception as exc:  # openpyxl raises assorted types on bad files
@@ -97,7 +111,11 @@ def load_afad_station_list(path: str | Path) -> pd.DataFrame:
 
 
 def load_ngaw2_japan(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
+    """NGA-West2 K-NET/KiK-net stations as a station table (parsed once, then cached)."""
+    return cached_table(Path(path), _parse_ngaw2_japan)
+
+
+def _parse_ngaw2_japan(path: Path) -> pd.DataFrame:
     try:
         raw = pd.read_csv(path, low_memory=False)
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -119,6 +137,55 @@ def load_ngaw2_japan(path: str | Path) -> pd.DataFrame:
         }
     )
     return _clean(table, "NGA-West2 flatfile (K-NET/KiK-net codes)")
+
+
+# --- parsed-table cache ------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """``$DEEPVS30_CACHE``, else ``$XDG_CACHE_HOME/deepvs30``, else ``~/.cache/deepvs30``."""
+    if os.environ.get("DEEPVS30_CACHE"):
+        return Path(os.environ["DEEPVS30_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "deepvs30"
+
+
+def cache_key(path: Path, parser: Callable[[Path], pd.DataFrame]) -> str:
+    """sha256 of the parser's name, this module's source and the file's bytes."""
+    digest = hashlib.sha256(parser.__name__.encode())
+    digest.update(Path(__file__).read_bytes())
+    digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def cached_table(path: Path, parser: Callable[[Path], pd.DataFrame]) -> pd.DataFrame:
+    """``parser(path)``, read from the cache when this file was parsed before. A file that
+    cannot be read goes straight to the parser (its ReaderError); a cache that cannot be read
+    or written is parsed around, never an error."""
+    try:
+        target = cache_dir() / "stations" / f"{cache_key(path, parser)}.parquet"
+    except OSError:
+        return parser(path)
+    if target.is_file():
+        try:
+            return pd.read_parquet(target)
+        except Exception as exc:  # a truncated or foreign file: parse again
+            log.debug("station cache %s unreadable (%s): parsing %s", target, exc, path)
+    table = parser(path)
+    _write_cache(table, target)
+    return table
+
+
+def _write_cache(table: pd.DataFrame, target: Path) -> None:
+    """Write through a temporary name, so a reader never sees half a file."""
+    partial = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        table.to_parquet(partial)
+        partial.replace(target)
+    except Exception as exc:  # read-only home, full disk: the parsed table still serves
+        log.debug("station cache %s not written: %s", target, exc)
+        partial.unlink(missing_ok=True)
 
 
 class StationTable:
