@@ -23,6 +23,9 @@ from deepvs30.windows import Normaliser
 
 WEIGHTS = "model.pt"
 CONFIG = "config.json"
+# Bundles saved before min_record_s was stored: the served model assumed prepare's default
+# min_record_s, 10 s (the hard-coded MIN_RECORD_S pyfunc had then), and still does for them.
+LEGACY_MIN_RECORD_S = 10.0
 
 
 @dataclass
@@ -35,6 +38,8 @@ class ModelBundle:
     network: torch.nn.Module
     # what it was trained on (split.provenance): data and prepared versions, split, stations
     provenance: dict = field(default_factory=dict)
+    # prepare.min_record_s of the training data: the model never saw shorter records
+    min_record_s: float = field(kw_only=True)
 
     @property
     def fs_hz(self) -> float:
@@ -61,6 +66,7 @@ class ModelBundle:
             "hparams": self.hparams,
             "features": self.features.to_dict(),
             "preprocess": self.preprocess.to_dict(),
+            "min_record_s": self.min_record_s,
             "normaliser": self.normaliser.to_dict(),
             "provenance": self.provenance,
         }
@@ -95,6 +101,7 @@ class ModelBundle:
             normaliser,
             network,
             config.get("provenance") or {},
+            min_record_s=float(config.get("min_record_s", LEGACY_MIN_RECORD_S)),
         )
 
     @torch.no_grad()

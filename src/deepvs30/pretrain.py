@@ -215,7 +215,8 @@ def pretrain(
     network.head = vs30_head_from(vs30_head, network.head)
     preprocess = PreprocessParams(**summary["params"]["preprocess"])
     bundle = ModelBundle(model.name, dict(model.hparams), features, preprocess, normaliser, network,
-                         provenance(prepared_dir, parts, params.split_column))  # fmt: skip
+                         provenance(prepared_dir, parts, params.split_column),
+                         min_record_s=summary["params"]["min_record_s"])  # fmt: skip
     stats = {"targets": params.targets, "mean": mean.tolist(), "std": std.tolist()}
     return PretrainResult(bundle, history, best["epoch"], final, stats, time.perf_counter() - t0)
 

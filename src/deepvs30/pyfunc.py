@@ -39,10 +39,9 @@ OUTPUT_COLUMNS = (
     "skipped",
 )
 BUNDLE_ARTIFACT = "bundle"
-# Records the model must not answer for (skipped with the reason): shorter than prepare's
-# default min_record_s (training never saw shorter ones; the bundle does not store it yet), or
-# sampled far above any strong-motion instrument.
-MIN_RECORD_S = 10.0
+# Records the model must not answer for (skipped with the reason): shorter than the bundle's
+# min_record_s (prepare.min_record_s of its training data), or sampled far above any
+# strong-motion instrument.
 MAX_SAMPLING_RATE_HZ = 10_000.0
 
 
@@ -116,8 +115,8 @@ def unusable_reason(bundle: ModelBundle, record: dict) -> str:
     shortest training record, or sampled too slowly to hold the model's frequency band."""
     fs_hz = record["sampling_rate_hz"]
     duration_s = record["waveform_mps2"].shape[1] / fs_hz
-    if duration_s < MIN_RECORD_S:
-        return f"record is {duration_s:.3g} s long, shorter than {MIN_RECORD_S:g} s"
+    if duration_s < bundle.min_record_s:
+        return f"record is {duration_s:.3g} s long, shorter than {bundle.min_record_s:g} s"
     if fs_hz / 2 < bundle.preprocess.freqmax_hz:
         return (
             f"sampling rate {fs_hz:g} Hz: Nyquist below the model's "

@@ -61,6 +61,28 @@ DETERMINISTIC = ("baseline", "ridge", "zero_shot")  # one run: a training seed c
 OTHER_REGION = "other"
 
 
+# The defaults of RealParams are params.yaml's real: values (tests/test_params_defaults.py).
+# The default arms fit about 30 min on 2 CPU cores.
+DEFAULT_ARMS = ("median", "hv_f0", "hv_curve", "hv_curve_mlp", "hv_curve_zero_shot",
+                "hv_curve_finetune", "zero_shot", "real_only", "finetune")  # fmt: skip
+OTHER_SCHEME_ARMS = ("median", "hv_f0", "hv_curve_mlp", "hv_curve_finetune", "zero_shot")
+
+
+def default_regions() -> dict[str, list[float]]:
+    """Region boxes [lat_min, lat_max, lon_min, lon_max] (deg) of the real archive."""
+    return {
+        "japan": [24.0, 46.0, 122.0, 154.0],
+        "turkiye": [35.5, 42.5, 25.5, 45.0],
+        "italy": [36.0, 47.5, 6.0, 19.0],
+        "usa": [18.0, 72.0, -170.0, -60.0],
+        "new_zealand": [-48.0, -33.0, 165.0, 180.0],
+    }
+
+
+def default_schemes() -> dict[str, list[str]]:
+    return {"region": list(OTHER_SCHEME_ARMS), "event": list(OTHER_SCHEME_ARMS)}
+
+
 @dataclass(frozen=True)
 class RealParams:
     """The ``real:`` section of params.yaml."""
@@ -75,17 +97,17 @@ class RealParams:
     min_region_stations: int = 20
     min_event_stations: int = 20
     # region name -> [lat_min, lat_max, lon_min, lon_max] (deg); stations elsewhere: "other"
-    regions: dict = field(default_factory=dict)
-    arms: list = field(default_factory=lambda: ["median", "hv_f0", "hv_curve"])
+    regions: dict = field(default_factory=default_regions)
+    arms: list = field(default_factory=lambda: list(DEFAULT_ARMS))
     # scheme -> arms run on it (every arm of `arms` runs on station_kfold)
-    schemes: dict = field(default_factory=dict)
+    schemes: dict = field(default_factory=default_schemes)
     synthetic_model: str = "models/current"  # zero-shot / pre-training source (train stage)
     synthetic_prepared: str = "prepared"  # the synthetic corpus, for H/V pre-training
     hv_bins: int = 24
-    epochs: int = 25
+    epochs: int = 12
     hv_epochs: int = 200
     batch_size: int = 32
-    patience: int = 6
+    patience: int = 4
     hv_patience: int = 30
     lr: float = 1e-3  # sequence-model arms
     weight_decay: float = 1e-4
@@ -356,7 +378,8 @@ def ridge_model(prepared_dir: Path, features: FeatureParams) -> ModelBundle:
     preprocess = PreprocessParams(**summary["params"]["preprocess"])
     parts = {name: fit_on[fit_on["split"] == name] for name in ("train", "val")}
     return ModelBundle("hv_mlp", dict(LINEAR), features, preprocess, normaliser, network,
-                       provenance(prepared_dir, parts, "split"))  # fmt: skip
+                       provenance(prepared_dir, parts, "split"),
+                       min_record_s=summary["params"]["min_record_s"])  # fmt: skip
 
 
 def predict_part(bundle: ModelBundle, fold_dir: Path, part: str = "test") -> pd.DataFrame:

@@ -141,7 +141,8 @@ def fit(
         network.load_state_dict(init.network.state_dict())
     if plan is not None and init is not None and not transfer.refit_normaliser:
         normaliser = keep_input_statistics(normaliser, init.normaliser)
-    bundle = ModelBundle(model.name, dict(model.hparams), features, preprocess, normaliser, network)
+    bundle = ModelBundle(model.name, dict(model.hparams), features, preprocess, normaliser, network,
+                         min_record_s=summary["params"]["min_record_s"])  # fmt: skip
 
     generator = torch.Generator().manual_seed(train.seed)
     train_loader = torch.utils.data.DataLoader(
@@ -400,7 +401,9 @@ def run(args: argparse.Namespace, params: dict) -> int:
 def _transfer_params(params: dict, init_from: str | None) -> TransferParams | None:
     """The transfer section with --init-from applied; None when no model to start from."""
     transfer = section(params, "transfer", TransferParams) if "transfer" in params else None
-    transfer = transfer or TransferParams()
+    # no transfer section: --init-from keeps the pre-issue-14 defaults (every block at train.lr,
+    # no warm-up), not params.yaml's 0.3 / 1, so results of such parameter files are unchanged
+    transfer = transfer or TransferParams(pretrained_lr_mult=1.0, warmup_epochs=0)
     if init_from:
         transfer = replace(transfer, init_from=init_from)
     return transfer if transfer.init_from else None

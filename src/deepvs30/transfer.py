@@ -56,8 +56,8 @@ FROZEN_BLOCKS = {"none": (), "cnn": ("extractor",), "cnn_lstm": ("extractor", "s
 class TransferParams:
     init_from: str | None = None  # model URI or bundle folder; --init-from overrides
     freeze: str = "none"  # none | cnn (feature extractor) | cnn_lstm (extractor + sequence)
-    pretrained_lr_mult: float = 1.0  # learning-rate multiplier of loaded, unfrozen blocks
-    warmup_epochs: int = 0  # first epochs train the head alone
+    pretrained_lr_mult: float = 0.3  # learning-rate multiplier of loaded, unfrozen blocks
+    warmup_epochs: int = 1  # first epochs train the head alone
     refit_normaliser: bool = True  # false: keep the init model's input statistics
 
     def __post_init__(self) -> None:

@@ -87,21 +87,53 @@ class PrunerParams:
     reduction_factor: int = 3  # hyperband
 
 
+def default_space() -> dict[str, Any]:
+    """params.yaml's ``tune.space`` (tests/test_params_defaults.py keeps the two equal)."""
+    return {
+        "model": ["categorical", ["cnn_lstm", "cnn", "lstm", "transformer"]],
+        "lr": ["float", 1.0e-4, 3.0e-3, "log"],
+        "batch_size": ["categorical", [16, 32, 64]],
+        "segmentation": ["categorical", ["p_centred", "pga_centred", "s_start", "whole"]],
+        "window_s": ["categorical", [20.0, 30.0, 40.0]],
+        "ps_channel": ["categorical", [True, False]],
+        "representation": ["categorical", ["waveform", "spectrogram"]],
+    }
+
+
+def default_hparams() -> dict[str, Any]:
+    """params.yaml's ``tune.hparams``: per-family overrides of ``models.search_space`` that
+    keep a trial under ~25 s per epoch on 2 CPU cores (docs/tuning.md)."""
+    kernel, downsample = ["categorical", [5, 7, 9]], ["categorical", [32, 64]]
+    patch = ["categorical", [32, 64]]
+    return {
+        "cnn_lstm": {"conv_channels": ["int", 8, 32, "log"], "n_conv_blocks": ["int", 3, 5],
+                     "kernel_size": kernel, "downsample": downsample,
+                     "lstm_hidden": ["int", 16, 64, "log"], "lstm_layers": 1},
+        "cnn": {"conv_channels": ["int", 8, 32, "log"], "kernel_size": kernel,
+                "downsample": downsample},
+        "lstm": {"patch_size": patch, "lstm_hidden": ["int", 16, 96, "log"]},
+        "transformer": {"patch_size": patch, "d_model": ["categorical", [16, 32, 48]],
+                        "n_layers": ["int", 1, 3], "ff_mult": 2},
+    }  # fmt: skip
+
+
 @dataclass(frozen=True)
 class TuneParams:
-    study_name: str = "deepvs30"
-    n_trials: int = 40
+    """The ``tune:`` section of params.yaml; the defaults are its values."""
+
+    study_name: str = "deepvs30-search"
+    n_trials: int = 30
     timeout_s: float | None = None
-    max_epochs: int = 15
+    max_epochs: int = 25
     storage: str = "sqlite:///optuna.db"
     heartbeat_s: int = 60
     grace_s: int = 180
     out: str = "models/tune"
     sampler: SamplerParams = field(default_factory=SamplerParams)
     pruner: PrunerParams = field(default_factory=PrunerParams)
-    space: dict[str, Any] = field(default_factory=dict)
+    space: dict[str, Any] = field(default_factory=default_space)
     search_hparams: bool = True
-    hparams: dict[str, Any] = field(default_factory=dict)
+    hparams: dict[str, Any] = field(default_factory=default_hparams)
     transfer: dict[str, Any] | None = None
     enqueue_baseline: bool = True  # trial 0 of a new study trains the pipeline's configuration
 
