@@ -8,6 +8,8 @@ the front-end, D = feature width. Every front-end returns the same layout as its
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -18,6 +20,68 @@ from deepvs30.errors import ConfigError
 N_COMPONENTS = 3  # Z, N, E; channels after these carry the P/S mask (1 between P and S)
 LOG_SIGMA_BOUND = 4.0  # |log sigma| of the prediction is softly kept below this
 REPRESENTATIONS = ("waveform", "spectrogram")
+
+# Sizes shared by families, in the order they appear in each family's DEFAULTS / SEARCH_SPACE
+# (a family overrides a value in place: {**CONV_DEFAULTS, "downsample": 64}).
+CONV_DEFAULTS = {
+    "conv_channels": 16,  # width of the first block
+    "n_conv_blocks": 4,
+    "kernel_size": 7,
+    "downsample": 32,  # total time reduction by the max pools
+}
+CONV_SPACE = {
+    "conv_channels": ("int", 8, 64, "log"),
+    "n_conv_blocks": ("int", 2, 5),
+    "kernel_size": ("categorical", [3, 5, 7, 9, 11]),
+    "downsample": ("categorical", [16, 32, 64]),
+}
+LSTM_DEFAULTS = {"lstm_hidden": 32, "lstm_layers": 1, "bidirectional": True}
+LSTM_SPACE = {
+    "lstm_hidden": ("int", 16, 128, "log"),
+    "lstm_layers": ("int", 1, 2),
+    "bidirectional": ("categorical", [True, False]),
+}
+# Last in every waveform family: the head's sizes, then the spectrogram front-end's (whose
+# ranges are models.SPECTROGRAM_SPACE, searched only for that representation).
+HEAD_DEFAULTS = {"head_hidden": 32, "dropout": 0.1, "n_fft": 128, "hop_length": 32}
+HEAD_SPACE = {"head_hidden": ("int", 16, 128, "log"), "dropout": ("float", 0.0, 0.5)}
+
+
+class Family(nn.Module):
+    """Base of the model families: built from the input shape and keyword sizes.
+
+    A family sets ``family``, its sizes with their defaults (``DEFAULTS``) and Optuna ranges
+    (``SEARCH_SPACE``), and makes its layers in :meth:`build` from ``cfg``: one namespace of
+    the input shape (``in_channels``, ``n_samples``, ``n_scalars``, ``representation``) and
+    every size, defaults filled in (``cfg.dropout``).
+    """
+
+    family: ClassVar[str]
+    DEFAULTS: ClassVar[dict[str, Any]]
+    SEARCH_SPACE: ClassVar[dict[str, tuple]]
+
+    def __init__(
+        self,
+        in_channels: int,
+        n_samples: int,
+        n_scalars: int = 0,
+        representation: str = "waveform",
+        **sizes: Any,
+    ):
+        super().__init__()
+        unknown = sorted(set(sizes) - set(self.DEFAULTS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got unknown size(s) {unknown}")
+        shape = {
+            "in_channels": in_channels,
+            "n_samples": n_samples,
+            "n_scalars": n_scalars,
+            "representation": representation,
+        }
+        self.build(SimpleNamespace(**shape, **{**self.DEFAULTS, **sizes}))
+
+    def build(self, cfg: SimpleNamespace) -> None:
+        raise NotImplementedError
 
 
 class Frontend(nn.Module):
@@ -130,6 +194,7 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, in_channels: int, dim: int, patch: int):
         super().__init__()
+        self.patch = patch
         stem = max(8, dim // 2)
         self.net = nn.Sequential(
             nn.Conv1d(in_channels, stem, 7, padding=3, bias=False),
@@ -163,24 +228,54 @@ class Head(nn.Module):
 
     def forward(self, features: torch.Tensor, scalars: torch.Tensor | None) -> torch.Tensor:
         if self.n_scalars:
-            if scalars is None or scalars.shape[-1] != self.n_scalars:
-                got = None if scalars is None else tuple(scalars.shape)
-                raise ValueError(f"model expects scalars of shape (B, {self.n_scalars}), got {got}")
+            check_scalars(scalars, self.n_scalars)
             features = torch.cat([features, scalars.to(features.dtype)], dim=1)
         elif scalars is not None and scalars.numel():
             raise ValueError(f"model built with n_scalars=0, got scalars {tuple(scalars.shape)}")
-        out = self.net(features)
-        log_sigma = LOG_SIGMA_BOUND * torch.tanh(out[:, 1] / LOG_SIGMA_BOUND)
-        return torch.stack([out[:, 0], log_sigma], dim=1)
+        return bound_log_sigma(self.net(features))
 
 
-def check_positive(**values: int | float) -> None:
-    """Raise ConfigError naming every hyper-parameter that is not > 0."""
-    bad = {k: v for k, v in values.items() if not v > 0}
+def check_scalars(scalars: torch.Tensor | None, n_scalars: int) -> None:
+    """Raise ValueError unless ``scalars`` is (B, n_scalars)."""
+    if scalars is None or scalars.shape[-1] != n_scalars:
+        got = None if scalars is None else tuple(scalars.shape)
+        raise ValueError(f"model expects scalars of shape (B, {n_scalars}), got {got}")
+
+
+def bound_log_sigma(out: torch.Tensor) -> torch.Tensor:
+    """(B, 2) raw outputs -> (mean, log sigma softly bounded to +-LOG_SIGMA_BOUND)."""
+    log_sigma = LOG_SIGMA_BOUND * torch.tanh(out[:, 1] / LOG_SIGMA_BOUND)
+    return torch.stack([out[:, 0], log_sigma], dim=1)
+
+
+def sequence_lstm(in_features: int, cfg: SimpleNamespace) -> nn.LSTM:
+    """Batch-first LSTM of ``cfg.lstm_hidden`` / ``lstm_layers`` / ``bidirectional``, with
+    ``cfg.dropout`` between layers; (B, L, in_features) -> (B, L, lstm_width(lstm))."""
+    return nn.LSTM(
+        in_features,
+        cfg.lstm_hidden,
+        num_layers=cfg.lstm_layers,
+        batch_first=True,
+        bidirectional=cfg.bidirectional,
+        dropout=cfg.dropout if cfg.lstm_layers > 1 else 0.0,
+    )
+
+
+def lstm_width(lstm: nn.LSTM) -> int:
+    """Features per step of an LSTM's output: hidden size times directions."""
+    return lstm.hidden_size * (2 if lstm.bidirectional else 1)
+
+
+def patch_embed(frontend: Frontend, dim: int, patch_size: int) -> PatchEmbed:
+    """PatchEmbed after ``frontend``, ``patch_size`` given in input samples (>= 1 frame)."""
+    return PatchEmbed(frontend.out_channels, dim, max(1, round(patch_size / frontend.hop)))
+
+
+def check_sizes(cfg: SimpleNamespace, *positive: str) -> None:
+    """Raise ConfigError naming every size in ``positive`` that is not > 0, or for a
+    ``cfg.dropout`` outside [0, 1)."""
+    bad = {k: getattr(cfg, k) for k in positive if not getattr(cfg, k) > 0}
     if bad:
         raise ConfigError(f"hyper-parameters must be > 0: {bad}")
-
-
-def check_dropout(dropout: float) -> None:
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout}")

@@ -5,15 +5,23 @@ With ``hidden: 0`` it is a linear (ridge-like, through weight decay) regression.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import torch
 from torch import nn
 
 from deepvs30.errors import ConfigError
-from deepvs30.models.common import LOG_SIGMA_BOUND, check_dropout
+from deepvs30.models.common import (
+    LOG_SIGMA_BOUND,
+    Family,
+    bound_log_sigma,
+    check_scalars,
+    check_sizes,
+)
 
 
-class HvMLP(nn.Module):
+class HvMLP(Family):
     """scalars (B, F) -> (B, 2); ``x`` (B, C, T) is accepted and unused."""
 
     family = "hv_mlp"
@@ -26,22 +34,13 @@ class HvMLP(nn.Module):
         "dropout": ("float", 0.0, 0.5),
     }
 
-    def __init__(
-        self,
-        in_channels: int,
-        n_samples: int,
-        n_scalars: int = 0,
-        representation: str = "waveform",
-        *,
-        hidden: int = 16,
-        dropout: float = 0.1,
-    ):
-        super().__init__()
-        if n_scalars <= 0:
+    def build(self, cfg: SimpleNamespace) -> None:
+        if cfg.n_scalars <= 0:
             raise ConfigError("model 'hv_mlp' needs scalar inputs: set features.hv_bins > 0")
+        hidden, dropout, n_scalars = cfg.hidden, cfg.dropout, cfg.n_scalars
         if hidden < 0:
             raise ConfigError(f"model 'hv_mlp': hidden must be >= 0, got {hidden}")
-        check_dropout(dropout)
+        check_sizes(cfg)
         self.n_scalars = n_scalars
         if hidden:
             self.net = nn.Sequential(
@@ -51,12 +50,8 @@ class HvMLP(nn.Module):
             self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_scalars, 2))
 
     def forward(self, x: torch.Tensor, scalars: torch.Tensor | None = None) -> torch.Tensor:
-        if scalars is None or scalars.shape[-1] != self.n_scalars:
-            got = None if scalars is None else tuple(scalars.shape)
-            raise ValueError(f"model expects scalars of shape (B, {self.n_scalars}), got {got}")
-        out = self.net(scalars.to(torch.float32))
-        log_sigma = LOG_SIGMA_BOUND * torch.tanh(out[:, 1] / LOG_SIGMA_BOUND)
-        return torch.stack([out[:, 0], log_sigma], dim=1)
+        check_scalars(scalars, self.n_scalars)
+        return bound_log_sigma(self.net(scalars.to(torch.float32)))
 
 
 def set_ridge(

@@ -6,13 +6,22 @@ mean pooling over tokens and a dense head.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from deepvs30.errors import ConfigError
-from deepvs30.models.common import Frontend, Head, PatchEmbed, check_dropout, check_positive
+from deepvs30.models.common import (
+    HEAD_DEFAULTS,
+    HEAD_SPACE,
+    Family,
+    Frontend,
+    Head,
+    check_sizes,
+    patch_embed,
+)
 
 
 def sinusoidal_encoding(length: int, dim: int) -> torch.Tensor:
@@ -25,7 +34,7 @@ def sinusoidal_encoding(length: int, dim: int) -> torch.Tensor:
     return table
 
 
-class Transformer(nn.Module):
+class Transformer(Family):
     """(B, C, T) [+ scalars (B, F)] -> (B, 2)."""
 
     family = "transformer"
@@ -36,10 +45,7 @@ class Transformer(nn.Module):
         "n_layers": 2,
         "ff_mult": 2,  # feed-forward width = ff_mult * d_model
         "pos_encoding": "sinusoidal",  # or "learned" (sized for n_samples, interpolated)
-        "head_hidden": 32,
-        "dropout": 0.1,
-        "n_fft": 128,  # spectrogram representation only
-        "hop_length": 32,  # spectrogram representation only
+        **HEAD_DEFAULTS,
     }
     SEARCH_SPACE = {
         "patch_size": ("categorical", [16, 32, 64]),
@@ -48,64 +54,37 @@ class Transformer(nn.Module):
         "n_layers": ("int", 1, 4),
         "ff_mult": ("categorical", [2, 4]),
         "pos_encoding": ("categorical", ["sinusoidal", "learned"]),
-        "head_hidden": ("int", 16, 128, "log"),
-        "dropout": ("float", 0.0, 0.5),
+        **HEAD_SPACE,
     }
 
-    def __init__(
-        self,
-        in_channels: int,
-        n_samples: int,
-        n_scalars: int = 0,
-        representation: str = "waveform",
-        *,
-        patch_size: int = 32,
-        d_model: int = 32,
-        n_heads: int = 4,
-        n_layers: int = 2,
-        ff_mult: int = 2,
-        pos_encoding: str = "sinusoidal",
-        head_hidden: int = 32,
-        dropout: float = 0.1,
-        n_fft: int = 128,
-        hop_length: int = 32,
-    ):
-        super().__init__()
-        check_positive(
-            patch_size=patch_size,
-            d_model=d_model,
-            n_heads=n_heads,
-            n_layers=n_layers,
-            ff_mult=ff_mult,
-            head_hidden=head_hidden,
-        )
-        check_dropout(dropout)
+    def build(self, cfg: SimpleNamespace) -> None:
+        check_sizes(cfg, "patch_size", "d_model", "n_heads", "n_layers", "ff_mult", "head_hidden")
+        d_model, n_heads = cfg.d_model, cfg.n_heads
         if d_model % n_heads or d_model % 2:
             raise ConfigError(f"d_model={d_model} must be even and divisible by n_heads={n_heads}")
-        if pos_encoding not in ("sinusoidal", "learned"):
+        if cfg.pos_encoding not in ("sinusoidal", "learned"):
             raise ConfigError(
-                f"pos_encoding must be 'sinusoidal' or 'learned', got {pos_encoding!r}"
+                f"pos_encoding must be 'sinusoidal' or 'learned', got {cfg.pos_encoding!r}"
             )
-        self.frontend = Frontend(in_channels, representation, n_fft, hop_length)
-        patch = max(1, round(patch_size / self.frontend.hop))
-        self.embed = PatchEmbed(self.frontend.out_channels, d_model, patch)
-        n_tokens = max(1, (n_samples // self.frontend.hop + 1) // patch)
-        if pos_encoding == "learned":
+        self.frontend = Frontend(cfg.in_channels, cfg.representation, cfg.n_fft, cfg.hop_length)
+        self.embed = patch_embed(self.frontend, d_model, cfg.patch_size)
+        n_tokens = max(1, (cfg.n_samples // self.frontend.hop + 1) // self.embed.patch)
+        if cfg.pos_encoding == "learned":
             self.pos = nn.Parameter(0.02 * torch.randn(n_tokens, d_model))
         else:
             self.register_buffer("pos", sinusoidal_encoding(n_tokens, d_model), persistent=False)
         layer = nn.TransformerEncoderLayer(
             d_model,
             n_heads,
-            ff_mult * d_model,
-            dropout,
+            cfg.ff_mult * d_model,
+            cfg.dropout,
             activation="gelu",
             batch_first=True,
             norm_first=True,
         )
-        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
-        self.head = Head(d_model, n_scalars, head_hidden, dropout)
+        self.head = Head(d_model, cfg.n_scalars, cfg.head_hidden, cfg.dropout)
 
     def positions(self, length: int) -> torch.Tensor:
         """(length, d_model) positional encoding; linearly resampled if length differs."""

@@ -17,6 +17,7 @@ import numpy as np
 from deepvs30.readers.base import (
     G_MPS2,
     RawRecord,
+    add_component,
     check_record,
     fail,
     read_text_lines,
@@ -105,10 +106,8 @@ def read(paths: list[Path]) -> list[RawRecord]:
         dts.add(dt_s)
         if comp == "H":
             horiz.append((azimuth or 0.0, samples))
-        elif comp in comps:
-            raise fail(path, f"component {comp} given twice")
         else:
-            comps[comp] = samples
+            add_component(path, comps, comp, samples)
         if _CHANNEL.search(path.stem) and _CHANNEL.search(path.stem)[2] in "12":
             note = "channels 1/2 taken as N/E (no azimuth in AT2)"
     first = paths[0]

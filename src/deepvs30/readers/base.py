@@ -138,6 +138,20 @@ def stack_zne(path: Path, z: np.ndarray, n: np.ndarray, e: np.ndarray) -> np.nda
     return np.vstack([z, n, e]).astype(np.float64)
 
 
+def add_component(path: Path, components: dict[str, object], comp: str, value: object) -> None:
+    """``components[comp] = value``, refusing a component that a file group gives twice."""
+    if comp in components:
+        raise fail(path, f"component {comp} given twice")
+    components[comp] = value
+
+
+def require_zne(path: Path, components: dict[str, object], need: str = "3") -> None:
+    """Refuse a file group whose components are not exactly Z, N and E."""
+    if set(components) != {"Z", "N", "E"}:
+        found = f"{len(components)} component(s) ({''.join(sorted(components))})"
+        raise fail(path, f"{found}; need {need}")
+
+
 def check_waveform(path: Path, waveform_mps2: np.ndarray) -> np.ndarray:
     """Refuse empty, non-finite or absurd (wrong-unit) waveforms; returns float64 (3, n)."""
     wf = np.asarray(waveform_mps2, dtype=np.float64)

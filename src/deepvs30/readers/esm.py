@@ -24,10 +24,12 @@ import numpy as np
 
 from deepvs30.readers.base import (
     RawRecord,
+    add_component,
     check_record,
     fail,
     optional_float,
     read_text_lines,
+    require_zne,
     stack_zne,
     to_float,
 )
@@ -155,13 +157,10 @@ def read(paths: list[Path]) -> list[RawRecord]:
         if unit not in UNIT_TO_MPS2:
             raise fail(path, f"unknown units {unit!r}")
         comp = _component(path, header)
-        if comp in components:
-            raise fail(path, f"component {comp} given twice")
-        components[comp] = samples * UNIT_TO_MPS2[unit]
+        add_component(path, components, comp, samples * UNIT_TO_MPS2[unit])
         headers[comp] = header
     first = paths[0]
-    if set(components) != {"Z", "N", "E"}:
-        raise fail(first, f"{len(components)} component(s) ({''.join(sorted(components))}); need 3")
+    require_zne(first, components)
     rates = {
         c: 1.0 / to_float(paths[0], h.get("SAMPLING_INTERVAL_S", ""), "SAMPLING_INTERVAL_S")
         for c, h in headers.items()

@@ -23,10 +23,12 @@ import numpy as np
 
 from deepvs30.readers.base import (
     RawRecord,
+    add_component,
     check_record,
     fail,
     optional_float,
     read_text_lines,
+    require_zne,
     stack_zne,
     to_float,
 )
@@ -108,14 +110,11 @@ def read(paths: list[Path]) -> list[RawRecord]:
         comp = _ORIENTATION.get(header.get("Orientation", "").upper())
         if comp is None:
             raise fail(path, f"unknown orientation {header.get('Orientation')!r}")
-        if comp in components:
-            raise fail(path, f"component {comp} given twice")
-        components[comp] = samples  # already m/s²
+        add_component(path, components, comp, samples)  # already m/s²
         dts[comp] = to_float(path, header["Time Increment (s)"], "Time Increment (s)")
         header_code = header.get("Station Code / Name", "").split("/")[0].strip()
     first = paths[0]
-    if set(components) != {"Z", "N", "E"}:
-        raise fail(first, f"{len(components)} component(s) ({''.join(sorted(components))}); need 3")
+    require_zne(first, components)
     if len(set(dts.values())) != 1 or dts["Z"] <= 0:
         raise fail(first, f"components have different or invalid time steps {dts}")
     meta = _metadata(first)

@@ -16,7 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from deepvs30.readers.base import RawRecord, check_record, fail, read_bytes, stack_zne
+from deepvs30.readers.base import (
+    RawRecord,
+    add_component,
+    check_record,
+    fail,
+    read_bytes,
+    require_zne,
+    stack_zne,
+)
 
 FORMAT_KNET = "knet"
 FORMAT_KIKNET = "kiknet"
@@ -66,14 +74,9 @@ def read(paths: list[Path]) -> list[RawRecord]:
         comp = _COMPONENT.get(trace.stats.channel[:2].upper())
         if comp is None:
             raise fail(path, f"unknown direction {trace.stats.channel!r}")
-        if comp in traces:
-            raise fail(path, f"component {comp} given twice")
-        traces[comp] = (path, trace)
+        add_component(path, traces, comp, (path, trace))
     first = paths[0]
-    if set(traces) != {"Z", "N", "E"}:
-        raise fail(
-            first, f"{len(traces)} component(s) ({''.join(sorted(traces))}); need UD, NS, EW"
-        )
+    require_zne(first, traces, "UD, NS, EW")
     rates = {c: float(t.stats.sampling_rate) for c, (_, t) in traces.items()}
     if len(set(rates.values())) != 1:
         raise fail(first, f"components have different sampling rates {rates}")
