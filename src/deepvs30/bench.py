@@ -472,7 +472,7 @@ def _epoch_seconds(dataset, model: ModelParams, train: TrainParams, bare=None) -
     )
     loader = _Interleaved(loader, bare) if bare is not None else loader
     t0, c0 = time.perf_counter(), time.process_time()
-    _train_epoch(network, optimiser, loader, train.loss, False, 1)
+    _train_epoch(network, optimiser, loader, train.loss)
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
     bare_s = loader.bare_seconds if bare is not None else 0.0
     bare_cpu = loader.bare_cpu_seconds if bare is not None else 0.0

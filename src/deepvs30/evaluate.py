@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from deepvs30.config import section
+from deepvs30.device import resolve as resolve_device
 from deepvs30.inference import ModelBundle
 from deepvs30.metrics import (
     confusion,
@@ -85,6 +86,7 @@ def evaluate(
     bundle: ModelBundle, prepared_dir: str | Path, train: TrainParams, part: str = "test"
 ) -> dict:
     """Predictions, metrics and tables of the model and its baselines on one split part."""
+    bundle.to(resolve_device(train.device))
     waves, records, summary = load_prepared(prepared_dir)
     fs_hz = float(summary["fs_hz"])
     usable, skipped = usable_records(waves, records, fs_hz, bundle.features)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from deepvs30.config import from_dict
+from deepvs30.device import to_device
 from deepvs30.preprocess import PreprocessParams, preprocess_record, rescale_sample
 from deepvs30.segment import FeatureParams, SkipRecord, make_input
 from deepvs30.windows import Normaliser
@@ -40,6 +41,17 @@ class ModelBundle:
     provenance: dict = field(default_factory=dict)
     # prepare.min_record_s of the training data: the model never saw shorter records
     min_record_s: float = field(kw_only=True)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network's weights are (the CPU for a network without any)."""
+        first = next(self.network.parameters(), None)
+        return first.device if first is not None else torch.device("cpu")
+
+    def to(self, device: torch.device) -> ModelBundle:
+        """Move the network to ``device`` (in place); returns the bundle."""
+        self.network.to(device)
+        return self
 
     @property
     def fs_hz(self) -> float:
@@ -74,7 +86,8 @@ class ModelBundle:
     def save(self, out_dir: str | Path) -> Path:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(self.network.state_dict(), out_dir / WEIGHTS)
+        # CPU tensors: the bundle loads anywhere, whatever device trained it
+        torch.save({k: v.cpu() for k, v in self.network.state_dict().items()}, out_dir / WEIGHTS)
         (out_dir / CONFIG).write_text(json.dumps(self.config(), indent=1))
         return out_dir
 
@@ -110,11 +123,13 @@ class ModelBundle:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Normalised network inputs (B, C, T), (B, F) → ln Vs30 (m/s) and its std (ln units)."""
         self.network.eval()
+        device = self.device
         outputs = []
         for start in range(0, len(x), batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size]))
             sb = torch.from_numpy(np.ascontiguousarray(scalars[start : start + batch_size]))
-            outputs.append(self.network(xb, sb if sb.shape[1] else None).numpy())
+            xb, sb = to_device((xb, sb), device)
+            outputs.append(self.network(xb, sb if sb.shape[1] else None).cpu().numpy())
         out = np.concatenate(outputs) if outputs else np.zeros((0, 2), np.float32)
         return self.normaliser.ln_vs30(out[:, 0].astype(np.float64), out[:, 1].astype(np.float64))
 

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from deepvs30 import progress
 from deepvs30.config import section
 from deepvs30.dataset import REQUIRED_COLUMNS, write_dataset
 from deepvs30.errors import DatasetFormatError, ReaderError
@@ -378,11 +379,13 @@ def ingest_paths(
 
     accepted: list[tuple[dict, np.ndarray]] = []
     seen: dict[tuple[str, ...], str] = {}
+    bar = progress.bar(desc="ingest", unit="rec")
     for batch in batches(data_files, fmt):
         _count_batch(batch, summary)
         for name, reason in batch.rejected:
             quarantine(name, reason)
         for group in batch.groups:
+            bar.update(1)
             for record in _read_or_quarantine(group, batch, summary, quarantine):
                 summary.input_items += 1
                 reason = _screen(record, params, include_unlabelled, seen, stations)
@@ -391,6 +394,7 @@ def ingest_paths(
                     continue
                 seen[_dedupe_key(record)] = record.source_file
                 accepted.append(_accept(record, params.pick, summary))
+    bar.close()
     accepted = _drop_conflicting_labels(accepted, summary, quarantine, params.vs30_tolerance_mps)
     _make_names_unique(accepted)
     if accepted:

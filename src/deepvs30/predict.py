@@ -65,20 +65,24 @@ def read_inputs(
     ``archive:member``) as canonical ``(metadata, waveform)`` pairs, and the files or records
     that could not be used, each with the reader's reason."""
 
+    from deepvs30 import progress
     from deepvs30.ingest import batches, canonical_pairs, walk
 
     data_files, _, missing = walk(paths)
     skipped = [_skip(path, "no such file or folder") for path in missing]
     pairs: list[tuple[dict, np.ndarray]] = []
+    bar = progress.bar(desc="read", unit="rec", show=len(data_files) > 1)
     for batch in batches(data_files, fmt):
         skipped += [_skip(name, reason) for name, reason in batch.rejected]
         for group in batch.groups:
+            bar.update(1)
             try:
                 found = canonical_pairs(batch.read(group, siblings=True), stations, pick)
             except ReaderError as exc:
                 skipped.append(_skip(exc.path, exc.reason))
                 continue
             pairs += _sensor_filter(found, sensor, skipped)
+    bar.close()
     _unique_names(pairs)
     return pairs, skipped
 
@@ -373,6 +377,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="model without P/S inputs for the records whose arrivals cannot be had "
         "(e.g. models:/deepvs30-real@champion); default: such records are skipped",
     )  # fmt: skip
+    parser.add_argument(
+        "--device", default="cpu", help="auto | cpu | cuda | cuda:N | mps (default: cpu)"
+    )
 
 
 def run(args: argparse.Namespace, params: dict) -> int:
@@ -385,9 +392,12 @@ def run(args: argparse.Namespace, params: dict) -> int:
     model = args.model or f"models:/{mlflow_params.registered_model}@champion"
     if not Path(model).is_dir():
         configure(mlflow_params)
-    bundle = _load(load_bundle, model)
+    from deepvs30.device import resolve
+
+    device = resolve(args.device, "--device")
+    bundle = _load(load_bundle, model).to(device)
     stations = _stations(build_station_table, ingest, args.stations)
-    fallback = _load(load_bundle, args.fallback_model) if args.fallback_model else None
+    fallback = _load(load_bundle, args.fallback_model).to(device) if args.fallback_model else None
     result = predict_paths(
         bundle, args.paths, args.input_format, stations, ingest.pick and not args.no_pick,
         ingest.sensor, model, fallback, args.fallback_model or "",

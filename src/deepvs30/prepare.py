@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
+from deepvs30 import progress
 from deepvs30.config import section
 from deepvs30.dataset import CanonicalDataset, record_ids, replace_dir, station_key
 from deepvs30.hvsr import HvParams, record_hv_peak
@@ -105,7 +105,7 @@ def _prepare_into(data_dir: str | Path, out_dir: Path, params: PrepareParams) ->
             out_dir / WAVEFORMS, mode="w+", dtype=np.float32, shape=(len(rows), 3, max_samples)
         )
         records, kept = [], []
-        for i in tqdm(rows, desc="prepare", unit="rec", mininterval=2.0):
+        for i in progress.bar(rows, desc="prepare", unit="rec"):
             entry = _prepare_one(dataset, meta, int(i), params, max_samples, waves, len(kept))
             if "reason" in entry:
                 skipped.append(entry)

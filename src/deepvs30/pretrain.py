@@ -25,6 +25,8 @@ import torch
 from torch import nn
 
 from deepvs30.config import section
+from deepvs30.device import resolve as resolve_device
+from deepvs30.device import to_device
 from deepvs30.errors import ConfigError, DeepVs30Error
 from deepvs30.inference import ModelBundle
 from deepvs30.models.common import LOG_SIGMA_BOUND, Head
@@ -52,6 +54,7 @@ class PretrainParams:
     weight_decay: float = 1e-4
     patience: int = 5
     num_threads: NumThreads = "auto"  # threads.py
+    device: str = "auto"  # device.py
     split_column: str = "split"  # trains on its train part, stops early on val; test unused
     out: str = "models/pretrained"
 
@@ -179,6 +182,8 @@ def pretrain(
     network = ModelBundle.build_network(model.name, model.hparams, features, fs_hz)
     vs30_head = network.head
     network.head = pretext_head_for(vs30_head, len(params.targets))
+    device = resolve_device(params.device, "pretrain.device")
+    network.to(device)
 
     datasets = {
         k: PretextDataset(waves, parts[k], fs_hz, features, normaliser, z[k])
@@ -196,7 +201,7 @@ def pretrain(
     best = {"val_loss": np.inf, "epoch": 0, "state": None}
 
     def batch_loss(batch) -> tuple[torch.Tensor, int]:
-        x, z = batch
+        x, z = to_device(batch, device)
         return masked_nll(network(x), z), len(z)
 
     for epoch in range(1, params.epochs + 1):
@@ -212,7 +217,8 @@ def pretrain(
             break
     network.load_state_dict(best["state"])
     final = _val_metrics(network, datasets["val"], params.targets, std)
-    network.head = vs30_head_from(vs30_head, network.head)
+    network.head = vs30_head_from(vs30_head.to(device), network.head)
+    network.to("cpu")  # the bundle leaves on the CPU, like a loaded one
     preprocess = PreprocessParams(**summary["params"]["preprocess"])
     bundle = ModelBundle(model.name, dict(model.hparams), features, preprocess, normaliser, network,
                          provenance(prepared_dir, parts, params.split_column),
@@ -227,7 +233,8 @@ def _val_metrics(network: nn.Module, dataset: PretextDataset, targets, std) -> d
     the training mean (the bar a useful pretext model must clear)."""
     network.eval()
     loader = torch.utils.data.DataLoader(dataset, batch_size=256)
-    outs = torch.cat([network(x) for x, _ in loader])
+    device = next(network.parameters()).device
+    outs = torch.cat([network(x.to(device)).cpu() for x, _ in loader])
     z = dataset.z
     metrics = {"val_loss": float(masked_nll(outs, z))}
     for i, name in enumerate(targets):

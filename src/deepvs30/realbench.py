@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
+from deepvs30 import progress
 from deepvs30.config import section
 from deepvs30.errors import ConfigError
 from deepvs30.experiments import FINE_TUNE  # the transfer experiments' fine-tuning
@@ -480,7 +480,7 @@ def run_scheme(
         for a in arms
         for s in range(1 if ARMS[a].kind in ("baseline", "zero_shot") else ctx.params.seeds)
     ]
-    bar = tqdm(jobs, desc=f"real {scheme}", unit="fit", mininterval=5.0)
+    bar = progress.bar(jobs, desc=f"real {scheme}", unit="fit")
     dirs: dict[str, Path] = {}
     for fold, arm, seed in bar:
         if fold.name not in dirs:

@@ -25,10 +25,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
+from deepvs30 import progress as progress_bar
 from deepvs30 import threads
 from deepvs30.config import section
+from deepvs30.device import resolve as resolve_device
+from deepvs30.device import to_device
 from deepvs30.errors import ConfigError, DeepVs30Error
 from deepvs30.inference import ModelBundle
 from deepvs30.metrics import station_predictions, summary_metrics
@@ -60,6 +62,7 @@ class TrainParams:
     patience: int = 6  # epochs without validation improvement before stopping
     num_threads: NumThreads = "auto"  # torch threads; auto: the usable cores (threads.py)
     loader_workers: int = 0  # DataLoader processes, taken from the same thread budget
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (device.py); auto: a GPU if any
     split_column: str = "split"  # split | split_cluster (regional hold-out)
     train_station_fraction: float = 1.0  # < 1: a random subset of training stations
     out: str = "models/current"
@@ -143,6 +146,8 @@ def fit(
         normaliser = keep_input_statistics(normaliser, init.normaliser)
     bundle = ModelBundle(model.name, dict(model.hparams), features, preprocess, normaliser, network,
                          min_record_s=summary["params"]["min_record_s"])  # fmt: skip
+    device = resolve_device(train.device)
+    bundle.to(device)  # before the optimiser is built: its state follows the parameters
 
     generator = torch.Generator().manual_seed(train.seed)
     train_loader = torch.utils.data.DataLoader(
@@ -152,6 +157,7 @@ def fit(
         generator=generator,
         drop_last=False,
         num_workers=budget.loader_workers,
+        pin_memory=device.type == "cuda",
     )
     val_set = WindowDataset(waves, parts["val"], fs_hz, features, normaliser)
     optimiser = torch.optim.AdamW(
@@ -167,10 +173,12 @@ def fit(
     )
     state = _resume(train.checkpoint, key, network, optimiser, scheduler, generator)
     history, best = state["history"], state["best"]
-    for epoch in range(state["epoch"] + 1, train.epochs + 1):
+    todo = range(state["epoch"] + 1, train.epochs + 1)
+    epochs = progress_bar.bar(todo, desc="train", unit="epoch", total=len(todo), show=progress)
+    for epoch in epochs:
         if plan is not None:
             plan.start_epoch(epoch)  # warm-up: the head alone for transfer.warmup_epochs
-        train_loss = _train_epoch(network, optimiser, train_loader, train.loss, progress, epoch)
+        train_loss = _train_epoch(network, optimiser, train_loader, train.loss, device)
         scheduler.step()
         val = _evaluate_split(bundle, val_set, parts["val"], train.loss)
         row = {"epoch": epoch, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0], **val}
@@ -185,6 +193,7 @@ def fit(
             train.checkpoint, key, epoch, network, optimiser, scheduler, generator, history, best
         )
         log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
+        epochs.set_postfix(val_mape=f"{val['val_station_mape']:.1f}%", best=best["epoch"])
         if on_epoch is not None:
             on_epoch(epoch, row)
         if epoch - best["epoch"] >= train.patience:
@@ -250,15 +259,12 @@ def run_epoch(
     return total / max(count, 1)
 
 
-def _train_epoch(network, optimiser, loader, loss_kind: str, progress: bool, epoch: int) -> float:
+def _train_epoch(network, optimiser, loader, loss_kind: str, device=None) -> float:
     def batch_loss(batch) -> tuple[torch.Tensor, int]:
-        x, s, y = batch
+        x, s, y = to_device(batch, device) if device is not None else batch
         return loss_fn(loss_kind, network(x, s if s.shape[1] else None), y), len(y)
 
-    batches = tqdm(
-        loader, desc=f"epoch {epoch}", leave=False, disable=not progress, mininterval=5.0
-    )
-    return run_epoch(network, optimiser, batches, batch_loss)
+    return run_epoch(network, optimiser, loader, batch_loss)
 
 
 @torch.no_grad()

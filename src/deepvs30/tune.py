@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -642,10 +643,24 @@ def run_worker(setup: Setup) -> dict[str, int]:
             n_trials=remaining,
             timeout=setup.tune.timeout_s,
             catch=TRIAL_ERRORS,
-            callbacks=[stop_when_enough(setup.tune.n_trials)],
+            callbacks=[stop_when_enough(setup.tune.n_trials), trial_bar(remaining)],
             gc_after_trial=True,
         )
     return counts(study)
+
+
+def trial_bar(total: int) -> Callable:
+    """A study callback that counts this worker's finished trials on a progress bar."""
+    from deepvs30 import progress
+
+    bar = progress.bar(desc="tune", unit="trial", total=total)
+
+    def update(study, trial) -> None:
+        bar.update(1)
+        if trial.state.name == "COMPLETE":
+            bar.set_postfix(best=f"{study.best_value:.2f}%")
+
+    return update
 
 
 def enqueue_baseline(study, setup: Setup) -> bool:

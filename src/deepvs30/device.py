@@ -1,0 +1,56 @@
+"""Which torch device a step runs on: ``train.device`` (``auto | cpu | cuda | cuda:N | mps``).
+
+``auto`` takes a CUDA GPU when torch sees one, else Apple's MPS, else the CPU, so a CPU-only
+machine (CI) runs exactly as before. A GPU asked for but absent is a configuration error, not
+a silent fall-back. On CUDA, cuDNN is put in deterministic mode (``benchmark`` off): runs with
+one seed repeat on one GPU model and driver, though not bit for bit against the CPU. Bundles
+are saved with CPU tensors and loaded with ``map_location="cpu"``, so a registered model
+loads anywhere, whatever trained it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from deepvs30.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _mps_available(torch_module) -> bool:
+    backend = getattr(torch_module.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def resolve(name: str, where: str = "train.device"):
+    """The torch.device for ``name``; ConfigError if that hardware is not there."""
+    import torch
+
+    kind = name.split(":", 1)[0]
+    if kind not in DEVICES or (":" in name and kind != "cuda"):
+        raise ConfigError(f"{where}: {name!r} is not one of {list(DEVICES)} (or cuda:N)")
+    if kind == "auto":
+        if torch.cuda.is_available():
+            kind = name = "cuda"
+        elif _mps_available(torch):
+            kind = name = "mps"
+        else:
+            return torch.device("cpu")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{where}: {name!r} asked for, but torch sees no CUDA GPU")
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    if kind == "mps" and not _mps_available(torch):
+        raise ConfigError(f"{where}: 'mps' asked for, but torch has no MPS device here")
+    return torch.device(name)
+
+
+def to_device(tensors: Sequence, device) -> list:
+    """Move a batch (a tuple of tensors) to ``device``; a no-op on the CPU."""
+    if device.type == "cpu":
+        return list(tensors)
+    return [t.to(device, non_blocking=True) for t in tensors]
