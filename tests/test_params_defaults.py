@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from deepvs30.bench import BenchParams
-from deepvs30.config import load_params, section
+from deepvs30.config import DataParams, load_params, section
 from deepvs30.evaluate import EvaluateParams
 from deepvs30.ingest import IngestParams
-from deepvs30.prepare import DataParams, PrepareParams
+from deepvs30.prepare import PrepareParams
 from deepvs30.pretrain import PretrainParams
 from deepvs30.promote import PromoteParams
 from deepvs30.realbench import RealParams

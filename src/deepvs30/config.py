@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +21,18 @@ from deepvs30.errors import ConfigError
 DEFAULT_PARAMS_PATH = Path("params.yaml")
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """The ``data:`` section: where the canonical dataset is (the DVC-tracked data/)."""
+
+    path: str = "data"
+
+
+def data_path(params: dict[str, Any]) -> str:
+    """data.path: the one way every stage finds the dataset."""
+    return section(params, "data", DataParams).path
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS_PATH) -> dict[str, Any]:

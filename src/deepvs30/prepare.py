@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from deepvs30 import progress
-from deepvs30.config import section
+from deepvs30.config import data_path, section
 from deepvs30.dataset import CanonicalDataset, record_ids, replace_dir, station_key
 from deepvs30.hvsr import HvParams, record_hv_peak
 from deepvs30.preprocess import PreprocessParams, preprocess_record, rescale_sample
@@ -49,11 +49,6 @@ class PrepareParams:
     split: SplitParams = field(default_factory=SplitParams)
 
 
-@dataclass(frozen=True)
-class DataParams:
-    path: str = "data"
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="canonical dataset folder (default: data.path)")
     parser.add_argument("--out", help="output folder (default: prepare.out)")
@@ -61,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, params: dict) -> int:
     prep = section(params, "prepare", PrepareParams)
-    data_dir = args.data or section(params, "data", DataParams).path
+    data_dir = args.data or data_path(params)
     out_dir = Path(args.out or prep.out)
     summary = prepare(data_dir, out_dir, prep)
     print(json.dumps(summary["counts"], indent=1))

@@ -25,7 +25,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from deepvs30.config import section
+from deepvs30.config import data_path, section
 from deepvs30.errors import DeepVs30Error, LeakageError
 from deepvs30.register import CHALLENGER, CHAMPION
 from deepvs30.tracking import MlflowParams, configure, data_version
@@ -209,7 +209,7 @@ def eval_setup(params: dict, promote: PromoteParams) -> tuple[EvalSetup | None, 
         prepared=prepared,
         train=section(params, "train", TrainParams),
         part=section(params, "evaluate", EvaluateParams).split,
-        data_dir=Path(params.get("data", {}).get("path", "data")),
+        data_dir=Path(data_path(params)),
     )
     return setup, ""
 

@@ -28,7 +28,7 @@ import torch
 
 from deepvs30 import progress as progress_bar
 from deepvs30 import threads
-from deepvs30.config import section
+from deepvs30.config import data_path, section
 from deepvs30.device import resolve as resolve_device
 from deepvs30.device import to_device
 from deepvs30.errors import ConfigError, DeepVs30Error
@@ -382,21 +382,12 @@ def run(args: argparse.Namespace, params: dict) -> int:
     prepared_dir = args.prepared or section(params, "prepare", PrepareParams).out
     out_dir = Path(args.out or train.out)
     mlflow_params = section(params, "mlflow", tracking.MlflowParams)
-    data_dir = params.get("data", {}).get("path", "data")
+    data_dir = data_path(params)
     transfer = _transfer_params(params, args.init_from)
     init = _load_init(transfer.init_from) if transfer else None
-    result = train_and_log(
-        prepared_dir,
-        features,
-        model,
-        train,
-        mlflow_params,
-        data_dir,
-        out_dir,
-        init=init,
-        init_uri=transfer.init_from if transfer else None,
-        transfer=transfer,
-    )
+    result = train_and_log(prepared_dir, features, model, train, mlflow_params, data_dir, out_dir,
+                           init=init, init_uri=transfer.init_from if transfer else None,
+                           transfer=transfer)  # fmt: skip
     print(
         f"trained {model.name}: best epoch {result.best_epoch}, validation station MAPE "
         f"{result.val_metrics['val_station_mape']:.1f}% -> {out_dir}"

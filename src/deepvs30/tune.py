@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from deepvs30 import threads
-from deepvs30.config import from_dict, section
+from deepvs30.config import data_path, from_dict, section
 from deepvs30.errors import ConfigError, DeepVs30Error
 from deepvs30.prepare import PrepareParams
 from deepvs30.search_space import (
@@ -182,7 +182,7 @@ def load_setup(params: dict, args: argparse.Namespace | None = None) -> Setup:
         space=space,
         base=base,
         prepared_dir=str(prepared),
-        data_dir=params.get("data", {}).get("path", "data"),
+        data_dir=data_path(params),
         mlflow=section(params, "mlflow", MlflowParams),
         storage_url=os.environ.get(STORAGE_ENV) or tune.storage,
         params_path=params.get("__path__", "params.yaml"),

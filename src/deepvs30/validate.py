@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepvs30.config import section
+from deepvs30.config import data_path, section
 from deepvs30.dataset import (
     VS30_METHODS,
     CanonicalDataset,
@@ -34,7 +34,7 @@ from deepvs30.dataset import (
     replace_dir,
     station_key,
 )
-from deepvs30.errors import ConfigError, ValidationFailed
+from deepvs30.errors import ValidationFailed
 from deepvs30.trace_stats import trace_statistics
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -473,19 +473,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", help="report folder (default: validate.report_dir)")
 
 
-def _data_path(params: dict[str, Any]) -> str:
-    path = (params.get("data") or {}).get("path")
-    if not isinstance(path, str):
-        where = params.get("__path__", "params.yaml")
-        raise ConfigError(f"{where}: data.path must name the dataset folder (or pass --data)")
-    return path
-
-
 def run(args: argparse.Namespace, params: dict[str, Any]) -> int:
     validate_params = section(params, "validate", ValidateParams)
-    data_path = args.data or _data_path(params)
+    data_dir = args.data or data_path(params)
     report_dir = Path(args.report or validate_params.report_dir)
-    report = validate_dataset(data_path, validate_params, report_dir)
+    report = validate_dataset(data_dir, validate_params, report_dir)
     log.info(
         "validated %d records against %d expectations in %.1f s; report in %s",
         report.n_records,
