@@ -76,7 +76,6 @@ def test_memory_and_threads_reported(quick_results):
         assert step["peak_rss_mb"] > 0
     training = quick_results["training"]
     assert training["torch_num_threads"] >= 1
-    assert training["device"] in ("cpu", "cuda")
     assert set(quick_results["scaling"]["exponents"]) >= {"prepare_time", "epoch_time"}
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 
 import pytest
 import torch
@@ -217,26 +216,6 @@ def test_describe_and_spec_rebuild(name: str) -> None:
         **spec["hparams"],
     )
     twin.load_state_dict(model.state_dict())
-
-
-def test_forward_backward_time() -> None:
-    """Print (not assert) fwd+bwd time at batch 32 x 4 x 3000 for default sizes (1 thread)."""
-    x = torch.randn(32, 4, 3000)
-    for name, rep in CASES:
-        torch.manual_seed(0)
-        model = build_model(name, 4, 3000, representation=rep)
-        model(x).sum().backward()  # warm-up
-        times = []
-        for _ in range(2):
-            start = time.perf_counter()
-            model.zero_grad()
-            model(x).sum().backward()
-            times.append(time.perf_counter() - start)
-        n_params = describe(model)["n_params"]
-        print(
-            f"{name:12s} {rep:12s} params {n_params:6d}  fwd+bwd {min(times) * 1e3:6.1f} ms"
-            f"  ({torch.get_num_threads()} threads)"
-        )
 
 
 def test_hv_mlp_reads_only_the_scalars_and_learns_a_linear_site_law() -> None:
