@@ -81,6 +81,9 @@ clean: ## remove prepared artefacts, models and reports (keeps data/, mlflow.db 
 	rm -rf prepared models reports metrics.json prepared_real
 
 EXP_ARGS = $(if $(QUICK),--quick,) $(if $(SEEDS),--seeds $(SEEDS),)
+.PHONY: headline
+headline: $(STAMP) ## the README's headline table: the pipeline's model over 3 training seeds -> headline.json (after reproduce)
+	python -m deepvs30.experiments headline $(EXP_ARGS)
 .PHONY: exp-rivals exp-transfer-curve exp-cross-cluster exp-synth-to-real exp-ps-ablation
 exp-rivals: $(STAMP) ## the pipeline's model beside the cnn, lstm, transformer rivals and without P/S (after reproduce)
 	python -m deepvs30.experiments rivals $(EXP_ARGS)

@@ -365,10 +365,8 @@ def ps_ablation(setup: Setup) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def rivals(setup: Setup) -> pd.DataFrame:
-    """The pipeline's own configuration (params.yaml, its prepared/ folder, split, seeds and
-    epochs) beside the single-architecture rivals and without the P/S channel. Run
-    `make reproduce` first; --quick shortens training to 2 epochs."""
+def pipeline_config(setup: Setup) -> tuple[Path, FeatureParams, ModelParams, TrainParams]:
+    """params.yaml's prepared folder, features, model and train (--quick: 2 epochs)."""
     from deepvs30.config import load_params, section
 
     params = load_params()
@@ -380,6 +378,88 @@ def rivals(setup: Setup) -> pd.DataFrame:
     train = section(params, "train", TrainParams)
     if setup.train.epochs < train.epochs and setup.train.epochs <= 2:  # --quick
         train = replace(train, epochs=setup.train.epochs)
+    return prepared, features, model, train
+
+
+HEADLINE_JSON = "headline.json"  # committed: the README's headline table (make headline)
+HEADLINE = ("mape_pct", "bias_ln", "std_ln", "r2_ln", "pearson_r_ln", "pred_std_ln")
+
+
+def headline(setup: Setup) -> pd.DataFrame:
+    """The pipeline's model (params.yaml, exactly as `make reproduce` trains it) for each
+    training seed, on the test split, beside the two baselines (which have no seed): the
+    README's headline table is their mean and sd over seeds (``headline.json``)."""
+    from deepvs30.evaluate import evaluate
+
+    prepared, features, model, train = pipeline_config(setup)
+    arm = train_arm(setup, "pipeline", prepared, features=features, train=train, model=model,
+                    score=False)  # fmt: skip
+    metrics = evaluate(arm.bundle, prepared, train, "test")["metrics"]
+    rows = []
+    for name, key in (("pipeline", "station"), ("baseline_hv", "baseline_hv"),
+                      ("baseline_median", "baseline_median")):  # fmt: skip
+        rows.append({"arm": name, "test_stations": metrics["n_stations"],
+                     **{f"station_{m}": metrics[key].get(m) for m in HEADLINE},
+                     "station_true_std_ln": metrics["station"]["true_std_ln"]})  # fmt: skip
+    record = metrics["record"]
+    rows[0].update(record_mape_pct=record["mape_pct"], record_coverage_68=record["coverage_68"],
+                   station_coverage_68=metrics["station"]["coverage_68"],
+                   class_accuracy=metrics["station"]["class_accuracy"],
+                   best_epoch=arm.row["best_epoch"])  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def headline_json(table: pd.DataFrame, path: Path) -> dict:
+    """Mean and sd over seeds of every score of every arm, with the data version."""
+    from deepvs30.config import data_path, load_params
+    from deepvs30.tracking import data_version
+
+    scores = [c for c in table.columns if c.startswith(("station_", "record_", "class_"))]
+    out: dict = {
+        "command": "make headline",
+        "data_version": data_version(data_path(load_params())),
+        "seeds": sorted(int(s) for s in table["seed"].unique()),
+        "test_stations": int(table["test_stations"].iloc[0]),
+    }
+    for arm, rows in table.groupby("arm", sort=False):
+        values = rows[scores].dropna(axis=1, how="all")
+        out[arm] = {c: {"mean": round(float(values[c].mean()), 4),
+                        "sd": round(float(values[c].std(ddof=1)), 4) if len(values) > 1 else 0.0}
+                    for c in values.columns}  # fmt: skip
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
+HEADLINE_ROWS = (("pipeline", "CNN-LSTM (params.yaml)"), ("baseline_hv", "H/V regression baseline"),
+                 ("baseline_median", "training median baseline"))  # fmt: skip
+HEADLINE_COLUMNS = (("mape_pct", "MAPE %", 1), ("bias_ln", "bias ln", 3), ("std_ln", "std ln", 3),
+                    ("r2_ln", "R² ln", 2), ("pearson_r_ln", "r (ln)", 2),
+                    ("pred_std_ln", "spread of predictions (ln sd)", 2))  # fmt: skip
+
+
+def headline_table(summary: dict) -> str:
+    """The README's headline table from ``headline.json`` (mean ± sd over training seeds;
+    the baselines have no seed)."""
+    n_seeds = len(summary["seeds"])
+    head = [f"station level, {summary['test_stations']} test stations",
+            *(label for _, label, _ in HEADLINE_COLUMNS)]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for arm, label in HEADLINE_ROWS:
+        cells = [f"{label}, {n_seeds} seeds" if arm == "pipeline" else label]
+        for key, _, digits in HEADLINE_COLUMNS:
+            value = summary[arm][f"station_{key}"]
+            rounded = round(value["mean"], digits) or 0.0  # no "−0.00"
+            mean = f"{rounded:.{digits}f}".replace("-", "−")
+            cells.append(f"{mean} ± {value['sd']:.{digits}f}" if arm == "pipeline" else mean)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def rivals(setup: Setup) -> pd.DataFrame:
+    """The pipeline's own configuration (params.yaml, its prepared/ folder, split, seeds and
+    epochs) beside the single-architecture rivals and without the P/S channel. Run
+    `make reproduce` first; --quick shortens training to 2 epochs."""
+    prepared, features, model, train = pipeline_config(setup)
     arms = [(model.name, features, model), ("no_ps_channel", replace(features, ps_channel=False),
                                             model)]  # fmt: skip
     arms += [(name, features, ModelParams(name)) for name in ("cnn", "lstm", "transformer")
@@ -392,6 +472,7 @@ def rivals(setup: Setup) -> pd.DataFrame:
 
 
 EXPERIMENTS: dict[str, Callable[[Setup], pd.DataFrame]] = {
+    "headline": headline,
     "rivals": rivals,
     "transfer_curve": transfer_curve,
     "cross_cluster": cross_cluster,
@@ -502,6 +583,9 @@ def run_experiment(
                 mlflow.log_metric(f"mape_sd.{label}", float(row["station_mape_pct_sd"]))
         for path in (csv, summary_csv, png):
             mlflow.log_artifact(str(path))
+        if name == "headline" and not quick:
+            headline_json(table, Path(HEADLINE_JSON))
+            mlflow.log_artifact(HEADLINE_JSON)
     return table
 
 
@@ -519,6 +603,9 @@ def main(argv: list[str] | None = None) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.round(3).to_string(index=False))
         print(summarise(table).to_string(index=False))
+    if args.name == "headline" and not args.quick:
+        print(f"\n{HEADLINE_JSON} (the README's headline table):\n")
+        print(headline_table(json.loads(Path(HEADLINE_JSON).read_text())))
     return 0
 
 
