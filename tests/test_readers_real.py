@@ -129,6 +129,23 @@ def test_afad_mat_units_arrivals_and_metadata(path: Path) -> None:
     assert record.event_magnitude == pytest.approx(float(row["magnitude"].split()[0]))
 
 
+def _z_over_h(record, start_s: float, length_s: float) -> float:
+    """RMS of Z over the geometric mean RMS of N and E in a window (offset removed)."""
+    fs = record.sampling_rate_hz
+    window = record.waveform_mps2[:, int(start_s * fs) : int((start_s + length_s) * fs)]
+    rms = np.sqrt(((window - window.mean(axis=1, keepdims=True)) ** 2).mean(axis=1))
+    return float(rms[0] / np.sqrt(rms[1] * rms[2]))
+
+
+def test_afad_mat_components_are_zne_by_their_physics() -> None:
+    """Not the file's own labels: S waves shake the horizontals (Z/H < 1 in the 3 s after S),
+    and P waves the vertical more than S waves do. A Z swapped with N or E fails both."""
+    s_ratio = [_z_over_h(r, r.s_arrival_s, 3.0) for (r,) in map(read_record, AFAD_MAT)]
+    p_ratio = [_z_over_h(r, r.p_arrival_s, 1.5) for (r,) in map(read_record, AFAD_MAT)]
+    assert all(ratio < 1.0 for ratio in s_ratio), s_ratio
+    assert sum(p > s for p, s in zip(p_ratio, s_ratio, strict=True)) >= 4, (p_ratio, s_ratio)
+
+
 def test_afad_mat_picker_agrees_with_given_arrivals() -> None:
     errors_s = []
     for path in AFAD_MAT:
