@@ -86,10 +86,9 @@ _WARNED: set[tuple[str, str]] = set()
 
 def dvc_dir_md5(data_dir: Path) -> str:
     """DVC 3's directory hash: md5 of the JSON list of {md5, relpath} of its files, sorted."""
-    entries = []
-    for path in sorted(p for p in data_dir.rglob("*") if p.is_file()):
-        entries.append({"md5": _file_md5(path), "relpath": path.relative_to(data_dir).as_posix()})
-    entries.sort(key=lambda e: e["relpath"])
+    entries = [{"md5": _file_md5(p), "relpath": p.relative_to(data_dir).as_posix()}
+               for p in data_dir.rglob("*") if p.is_file()]  # fmt: skip
+    entries.sort(key=lambda e: e["relpath"])  # DVC's order: the relpath strings
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest()
 
 
