@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from deepvs30 import bench_ingest as bench_ingest_module
 from deepvs30 import bench_workers as bench_workers_module
 from deepvs30 import threads
 from deepvs30.config import from_dict, section
@@ -101,6 +102,7 @@ QUICK = {
     "tune_trials": 0,
     "worker_counts": [1, 2],
     "worker_seconds": 3.0,
+    "ingest_scale_records": [16, 48],
 }
 
 
@@ -125,6 +127,8 @@ class BenchParams:
     tune_epochs: int = 2
     worker_counts: list[int] = field(default_factory=lambda: [1, 2, 4])  # local processes
     worker_seconds: float = 20.0  # timed steps per layout
+    # ingest at archive size (bench_ingest): replicated K-NET records; ~9 and 24 GB of files
+    ingest_scale_records: list[int] = field(default_factory=lambda: [36000, 100000])
     quick: dict = field(default_factory=lambda: dict(QUICK))
 
     def quick_mode(self) -> BenchParams:
@@ -710,6 +714,7 @@ def bench_ingest(setup: Setup) -> dict:
         )
         for name in ("knet", "knet_ds", "afad", "afad_ds"):
             shutil.rmtree(tmp / name, ignore_errors=True)
+    out["scale"] = bench_ingest_module.bench_section(setup)  # records/s, peak RSS flat in N
     return out
 
 
@@ -842,6 +847,7 @@ def bench_inference(setup: Setup, prepared: Path) -> dict:
         num_threads=setup.train.num_threads,
     )
     out["predict_cli"] = bench_predict_cli(setup)
+    out["help_cli"] = bench_help_cli(setup)
     return out
 
 
@@ -864,6 +870,21 @@ def _cli(args: list[str], cwd: Path, timeout_s: float) -> tuple[float, subproces
 
 def _params_path(setup: Setup) -> str:
     return str(Path(setup.params.get("__path__", "params.yaml")).resolve())
+
+
+def bench_help_cli(setup: Setup) -> dict:
+    """Wall time of ``deepvs30 --help`` and ``deepvs30 predict --help`` (target: under 1 s),
+    median of 3 runs each, interpreter start-up included."""
+    out = {}
+    for name, args in (("help_s", ["--help"]), ("predict_help_s", ["predict", "--help"])):
+        times = []
+        for _ in range(3):
+            seconds, done = _cli(args, setup.tmp, 120)
+            if done.returncode != 0:
+                return {"error": f"deepvs30 {' '.join(args)} failed: {done.stderr[-400:]}"}
+            times.append(seconds)
+        out[name] = statistics.median(times)
+    return out
 
 
 def bench_predict_cli(setup: Setup) -> dict:
@@ -1091,6 +1112,13 @@ def _inference_rows(inf: dict) -> list[str]:
         rows.append(_row("inference", label, cli["latency_s"], "s"))
     else:
         rows.append(_skipped_row("inference", "one record, `deepvs30 predict`", cli))
+    helps = inf.get("help_cli", {})
+    for key, label in (
+        ("help_s", "`deepvs30 --help`"),
+        ("predict_help_s", "`deepvs30 predict --help`"),
+    ):
+        if key in helps:
+            rows.append(_row("inference", label, helps[key], "s"))
     return rows
 
 

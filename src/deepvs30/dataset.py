@@ -92,6 +92,17 @@ def record_ids(metadata: pd.DataFrame) -> pd.Series:
     return metadata["trace_name"].astype(str)
 
 
+def make_names_unique(pairs: Iterable[tuple[dict, object]]) -> None:
+    """Trace names are record keys (of a dataset, of predict's output): a repeated name
+    becomes ``name.2``, ``name.3``, ... in order of appearance (in place)."""
+    seen: dict[str, int] = {}
+    for meta, _ in pairs:
+        name = meta["trace_name"]
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            meta["trace_name"] = f"{name}.{seen[name]}"
+
+
 def write_dataset(
     out_dir: str | Path,
     records: Iterable[tuple[dict, np.ndarray]],

@@ -1,12 +1,35 @@
 """``deepvs30 ingest``: real strong-motion archives → the canonical dataset.
 
-Walks files and folders, unpacks ``.tar.gz``/``.tgz``/``.tar``/``.zip`` archives as they come
-(NIED ``<event>.knt.tar.gz``, AFAD TADAS ``<event>.zip``; into a temporary folder removed after
-each archive, members named ``archive:member``), groups component files into records
-(:mod:`deepvs30.readers`; the files of one archive group as they would on disk), reads each
-record once, joins Vs30 from station tables where the file has none, takes P/S arrivals
+Walks files and folders, groups component files into records (:mod:`deepvs30.readers`), reads
+each record once, joins Vs30 from station tables where the file has none, takes P/S arrivals
 from the source or picks them, and writes the canonical dataset with
-:func:`deepvs30.dataset.write_dataset`.
+:func:`deepvs30.dataset.write_dataset`. Archives (``.tar.gz``/``.tgz``/``.tar``/``.zip``: NIED
+``<event>.knt.tar.gz``, AFAD TADAS ``<event>.zip``) are unpacked one by one into a temporary
+folder removed once their records are read; members are named ``archive:member`` and group as
+they would on disk.
+
+Records flow reader → checks → disk in **shards**: the file groups of one source (the plain
+files, or one archive) cut into slices of ``ingest.shard_records``. Each shard is read, screened
+and canonicalised (picking included) by one process, its waveforms (float32, as the dataset
+stores them) streamed record by record into ``<id>.h5`` and its rows (metadata, quarantine,
+dedupe keys, counts) into ``<id>.json``, written last and atomically: a shard is finished iff
+its manifest exists. Shards live in the work folder ``<out>.partial/`` beside the output.
+``ingest.workers`` processes read shards side by side (1: in this process; ``auto``: the usable
+cores, :mod:`deepvs30.threads`); an archive is unpacked and read by one worker, its shards in
+turn, while other workers read other archives or slices of the plain files. Then the steps that
+need every record, on metadata only and in input order: duplicates (same station, sensor and
+start time), stations with conflicting Vs30 labels, unique trace names. The dataset is written
+from the shards one record at a time and the work folder removed. No process holds more than
+one file group's waveforms of its own; the writer (SeisBench) holds at most one bucket (256
+records) per record length class, and the metadata of every record (a few kB each) is held to
+the end, as SeisBench writes it last.
+
+Resume: the work folder records a fingerprint of the inputs (paths, sizes, modification times),
+of the station tables, of the parameters that change the output and of the code. A rerun (after
+a crash or ``kill -9``) with the same fingerprint reuses the finished shards and discards
+unfinished ones; the dataset is the same as an uninterrupted run's, whatever the worker count.
+A different fingerprint starts clean, and says so in the log.
+
 Nothing is dropped silently: every input record (or unreadable file group) ends either in the
 dataset or in ``quarantine.csv`` (file, reason) in the output folder, and the summary says so:
 ``ingested + quarantined == input items``.
@@ -16,23 +39,32 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import json
 import logging
+import math
+import multiprocessing
 import os
 import re
+import shutil
+import threading
+import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import ExitStack
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from deepvs30 import progress
+import deepvs30
+from deepvs30 import progress, threads
 from deepvs30.config import section
-from deepvs30.dataset import REQUIRED_COLUMNS, write_dataset
-from deepvs30.errors import DatasetFormatError, ReaderError
+from deepvs30.dataset import REQUIRED_COLUMNS, make_names_unique, write_dataset
+from deepvs30.errors import ConfigError, DatasetFormatError, ReaderError
 from deepvs30.readers import (
     FORMATS,
     FileGroup,
@@ -57,7 +89,24 @@ log = logging.getLogger(__name__)
 
 QUARANTINE_FILE = "quarantine.csv"
 REASON_UNLABELLED = "no Vs30 label"
+PARTIAL_SUFFIX = ".partial"  # the work folder <out>.partial beside the output
+FINGERPRINT_FILE = "fingerprint.json"
+WORK_FORMAT = 1  # layout of the work folder; a change makes old work folders start clean
 SensorChoice = Literal["surface", "borehole", "all"]
+Workers = int | Literal["auto"]
+# What a reading process imports (the readers import some lazily), imported once by the fork
+# server that starts the workers.
+WORKER_PRELOAD = (
+    "deepvs30.ingest",
+    "h5py",
+    "scipy.io",
+    "obspy",
+    "obspy.signal.filter",
+    "obspy.signal.trigger",
+    "obspy.signal.rotate",
+    "obspy.taup",
+    "obspy.geodetics",
+)
 
 
 @dataclass
@@ -71,6 +120,10 @@ class IngestParams:
     # Vs30 labels of one station that differ by more than this are conflicting (quarantined);
     # the same default as validate.station_vs30_tolerance_mps (363 vs 364 m/s: one label).
     vs30_tolerance_mps: float = 1.0
+    # File groups per shard: the unit of parallel reading and of resume (not of memory: records
+    # go to disk one by one). Changing it makes a rerun start clean; the output is the same.
+    shard_records: int = 256
+    workers: Workers = 1  # reading processes: 1 = this process, auto = the usable cores
 
 
 @dataclass
@@ -86,6 +139,8 @@ class IngestSummary:
     ingested_by_format: Counter = field(default_factory=Counter)
     quarantined_by_reason: Counter = field(default_factory=Counter)
     picks_by_status: Counter = field(default_factory=Counter)
+    shards: int = 0  # shards of this run
+    shards_reused: int = 0  # of them, finished by an earlier, interrupted run
 
     @property
     def balanced(self) -> bool:
@@ -104,6 +159,11 @@ class IngestSummary:
         lines.append(
             "P/S: " + ", ".join(f"{k}={v}" for k, v in sorted(self.picks_by_status.items()))
         )
+        if self.shards_reused:
+            lines.append(
+                f"resumed: {self.shards_reused} of {self.shards} shard(s) reused from an "
+                "interrupted run"
+            )
         lines.append(
             f"check: ingested + quarantined = {self.ingested + self.quarantined} "
             f"{'==' if self.balanced else '!='} {self.input_items} input items"
@@ -176,22 +236,30 @@ class Batch:
 def batches(data_files: Sequence[Path], fmt: str = "auto") -> Iterator[Batch]:
     """Plain files first, then each archive unpacked in turn (its folder removed before the
     next one): use each batch before asking for the next."""
-    plain = [p for p in data_files if not is_archive(p)]
-    groups, rejected = group_files(plain, fmt)
-    yield Batch(groups, [(str(p), e.reason) for p, e in rejected], n_files=len(plain))
+    yield plain_batch(data_files, fmt)
     for archive in data_files:
         if is_archive(archive):
-            yield from _archive_batch(archive, fmt)
+            with archive_batch(archive, fmt) as batch:
+                yield batch
 
 
-def _archive_batch(archive: Path, fmt: str) -> Iterator[Batch]:
-    stack = ExitStack()
-    try:
-        view = stack.enter_context(unpacked(archive))
-    except ReaderError as exc:
-        yield Batch([], [(str(archive), exc.reason)])
-        return
-    with stack:
+def plain_batch(data_files: Sequence[Path], fmt: str = "auto") -> Batch:
+    """The files of ``data_files`` that are not archives, grouped into records."""
+    plain = [p for p in data_files if not is_archive(p)]
+    groups, rejected = group_files(plain, fmt)
+    return Batch(groups, [(str(p), e.reason) for p, e in rejected], n_files=len(plain))
+
+
+@contextmanager
+def archive_batch(archive: Path, fmt: str = "auto") -> Iterator[Batch]:
+    """The members of ``archive`` grouped into records, unpacked for as long as the block lasts;
+    an archive that cannot be unpacked, or holds no data file, is one rejected item."""
+    with ExitStack() as stack:
+        try:
+            view = stack.enter_context(unpacked(archive))
+        except ReaderError as exc:
+            yield Batch([], [(str(archive), exc.reason)])
+            return
         members = [p for p in view.files if not is_sidecar(p)]
         if not members:
             yield Batch([], [(str(archive), "archive holds no data files")])
@@ -360,48 +428,35 @@ def ingest_paths(
     params: IngestParams | None = None,
     stations: StationTable | None = None,
 ) -> IngestSummary:
-    """Read every record under ``paths`` and write the canonical dataset at ``out_dir``."""
+    """Read every record under ``paths`` and write the canonical dataset at ``out_dir``, in
+    shards under ``<out_dir>.partial`` (reused by a rerun after an interruption)."""
     params = params or IngestParams()
+    _check_params(params)
     out_dir = Path(out_dir)
     stations = stations if stations is not None else build_station_table(params, stations_csv)
     summary = IngestSummary(out_dir=out_dir)
-
-    def quarantine(files: str, reason: str) -> None:
-        summary.quarantine.append((files, reason))
-        summary.quarantined += 1
-        summary.quarantined_by_reason[_reason_class(reason)] += 1
-
+    quarantine = _quarantiner(summary)
     data_files, sidecars, missing = walk(paths)
     summary.sidecar_files = len(sidecars)
     summary.input_items += len(missing)
     for path in missing:
         quarantine(str(path), "no such file or folder")
 
-    accepted: list[tuple[dict, np.ndarray]] = []
-    seen: dict[tuple[str, ...], str] = {}
-    bar = progress.bar(desc="ingest", unit="rec")
-    for batch in batches(data_files, fmt):
-        _count_batch(batch, summary)
-        for name, reason in batch.rejected:
-            quarantine(name, reason)
-        for group in batch.groups:
-            bar.update(1)
-            for record in _read_or_quarantine(group, batch, summary, quarantine):
-                summary.input_items += 1
-                reason = _screen(record, params, include_unlabelled, seen, stations)
-                if reason:
-                    quarantine(record.source_file, reason)
-                    continue
-                seen[_dedupe_key(record)] = record.source_file
-                accepted.append(_accept(record, params.pick, summary))
-    bar.close()
+    what = fingerprint(data_files + sidecars, missing, fmt, include_unlabelled, params, stations)
+    work = WorkFolder.open(partial_dir(out_dir), what)
+    context = ShardContext(work.shards, work.fingerprint, params, include_unlabelled, stations)
+    shard_ids = read_shards(data_files, fmt, work, context, worker_count(params.workers))
+    summary.shards = len(shard_ids)
+    summary.shards_reused = len(work.reused & set(shard_ids))
+    accepted = _merge_shards(work, shard_ids, summary, quarantine)
     accepted = _drop_conflicting_labels(accepted, summary, quarantine, params.vs30_tolerance_mps)
-    _make_names_unique(accepted)
+    make_names_unique(accepted)
     if accepted:
-        write_dataset(out_dir, accepted, total=len(accepted))
+        write_dataset(out_dir, _shard_waveforms(work, accepted), total=len(accepted))
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
     write_quarantine(out_dir / QUARANTINE_FILE, summary.quarantine)
+    work.remove()
     if not accepted:
         raise DatasetFormatError(
             f"{out_dir}: no record could be ingested; {summary.quarantined} quarantined "
@@ -410,19 +465,43 @@ def ingest_paths(
     return summary
 
 
+def _check_params(params: IngestParams) -> None:
+    if params.shard_records < 1:
+        raise ConfigError(f"ingest.shard_records: {params.shard_records}, expected >= 1")
+    if params.workers != "auto" and params.workers < 1:
+        raise ConfigError(f"ingest.workers: {params.workers}, expected >= 1 or auto")
+
+
+def worker_count(workers: Workers) -> int:
+    """Reading processes: ``auto`` = this process's share of the usable cores."""
+    if workers == "auto":
+        return threads.resolve("auto").intra_op
+    return max(1, int(workers))
+
+
+def _quarantiner(summary: IngestSummary) -> Callable[[str, str], None]:
+    def quarantine(files: str, reason: str) -> None:
+        summary.quarantine.append((files, reason))
+        summary.quarantined += 1
+        summary.quarantined_by_reason[_reason_class(reason)] += 1
+
+    return quarantine
+
+
 def _station_key(meta: dict) -> str:
     return f"{meta['station_network_code']}.{meta['station_code']}"
 
 
 def _drop_conflicting_labels(
-    accepted: list[tuple[dict, np.ndarray]],
+    accepted: list[tuple[dict, Any]],
     summary: IngestSummary,
     quarantine,
     tolerance_mps: float = 0.0,
-) -> list[tuple[dict, np.ndarray]]:
+) -> list[tuple[dict, Any]]:
     """Vs30 is one value per station: records of a station whose sources disagree by more than
     ``tolerance_mps`` (e.g. the .mat file says 466 m/s, the AFAD station list 1024 m/s) are
-    quarantined, not guessed. Labels within the tolerance (363 vs 364 m/s) are kept as given."""
+    quarantined, not guessed. Labels within the tolerance (363 vs 364 m/s) are kept as given.
+    Pairs are (metadata, anything): only the metadata is read."""
     labels: dict[str, set[float]] = {}
     for meta, _ in accepted:
         vs30 = pd.to_numeric(meta["station_vs30_mps"], errors="coerce")
@@ -445,6 +524,13 @@ def _drop_conflicting_labels(
     return kept
 
 
+def _count_accepted(meta: dict, summary: IngestSummary) -> None:
+    summary.picks_by_status[f"P {meta['trace_p_status']}"] += 1
+    summary.picks_by_status[f"S {meta['trace_s_status']}"] += 1
+    summary.ingested += 1
+    summary.ingested_by_format[meta["trace_source_format"]] += 1
+
+
 def _uncount(meta: dict, summary: IngestSummary) -> None:
     """Take an accepted record back out of the ingested counts."""
     summary.ingested -= 1
@@ -456,50 +542,24 @@ def _uncount(meta: dict, summary: IngestSummary) -> None:
             del counter[name]
 
 
-def _count_batch(batch: Batch, summary: IngestSummary) -> None:
-    summary.input_files += batch.n_files
-    summary.sidecar_files += batch.n_sidecars
-    summary.archives += batch.view is not None
-    summary.input_items += len(batch.rejected)
-
-
-def _accept(record: RawRecord, pick: bool, summary: IngestSummary) -> tuple[dict, np.ndarray]:
-    meta, waveform = to_canonical(record, picks_for(record, pick))
-    summary.picks_by_status[f"P {meta['trace_p_status']}"] += 1
-    summary.picks_by_status[f"S {meta['trace_s_status']}"] += 1
-    summary.ingested += 1
-    summary.ingested_by_format[record.source_format] += 1
-    return meta, waveform
-
-
-def _read_or_quarantine(
-    group: FileGroup, batch: Batch, summary: IngestSummary, quarantine
-) -> list[RawRecord]:
-    try:
-        return batch.read(group)
-    except ReaderError as exc:
-        summary.input_items += 1
-        quarantine(exc.path, exc.reason)
-        return []
-
-
 def _screen(
     record: RawRecord,
     params: IngestParams,
     include_unlabelled: bool,
-    seen: dict[tuple[str, ...], str],
     stations: StationTable,
 ) -> str:
-    """Why a record must be quarantined ("" = keep). Joins the station table on the way."""
+    """Why a record must be quarantined ("" = keep). Joins the station table on the way.
+    Duplicates are found later, across shards (:func:`_merge_shards`)."""
     if not _sensor_ok(record, params.sensor):
         return f"{record.sensor} sensor not ingested (sensor: {params.sensor})"
     join_station(record, stations)
     if record.vs30_mps is None and not include_unlabelled:
         return REASON_UNLABELLED
-    key = _dedupe_key(record)
-    if key in seen:
-        return f"duplicate of {seen[key]} (same station and start time)"
     return ""
+
+
+def _duplicate_reason(first_file: str) -> str:
+    return f"duplicate of {first_file} (same station and start time)"
 
 
 def _reason_class(reason: str) -> str:
@@ -508,15 +568,6 @@ def _reason_class(reason: str) -> str:
     reason = re.sub(r"\(.*?\)", "", reason)
     reason = re.sub(r"(?<![\w.])[-+]?\d[\d.]*(?:[eE][-+]?\d+)?", "#", reason)
     return re.sub(r"\s+", " ", reason).strip(" :;")
-
-
-def _make_names_unique(pairs: list[tuple[dict, np.ndarray]]) -> None:
-    counts: Counter = Counter()
-    for meta, _ in pairs:
-        name = meta["trace_name"]
-        counts[name] += 1
-        if counts[name] > 1:
-            meta["trace_name"] = f"{name}.{counts[name]}"
 
 
 def write_quarantine(path: Path, rows: list[tuple[str, str]]) -> None:
@@ -528,6 +579,524 @@ def write_quarantine(path: Path, rows: list[tuple[str, str]]) -> None:
 
 def read_quarantine(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+# ---------------------------------------------------------------- work folder and resume
+
+
+def partial_dir(out_dir: str | Path) -> Path:
+    """The work folder of an ingest into ``out_dir``: ``<out_dir>.partial`` beside it."""
+    out_dir = Path(out_dir)
+    return out_dir.with_name(out_dir.name + PARTIAL_SUFFIX)
+
+
+def fingerprint(
+    files: Sequence[Path],
+    missing: Sequence[Path],
+    fmt: str,
+    include_unlabelled: bool,
+    params: IngestParams,
+    stations: StationTable,
+) -> dict:
+    """What the output depends on: every input file (path, size, modification time), the
+    station tables' content, the parameters (``workers`` excepted: it changes nothing) and the
+    code (a reader fixed since the interrupted run must not leave its old rows behind)."""
+    inputs = hashlib.sha256()
+    for path in sorted(files):
+        stat = path.stat()
+        inputs.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    settings = {k: v for k, v in asdict(params).items() if k != "workers"}
+    return {
+        "work_format": WORK_FORMAT,
+        "deepvs30": deepvs30.__version__,
+        "code_sha256": _code_digest(),
+        "input_files": len(files),
+        "inputs_sha256": inputs.hexdigest(),
+        "missing": [str(p) for p in missing],
+        "format": fmt,
+        "include_unlabelled": include_unlabelled,
+        "params": settings,
+        "stations_sha256": _table_digest(stations),
+    }
+
+
+def _code_digest() -> str:
+    package = Path(deepvs30.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _table_digest(stations: StationTable) -> str:
+    table = stations.table
+    digest = hashlib.sha256(json.dumps([str(c) for c in table.columns]).encode())
+    digest.update(pd.util.hash_pandas_object(table.astype(str), index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _digest(description: dict) -> str:
+    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class WorkFolder:
+    """``<out>.partial``: the fingerprint and the shards of one ingest."""
+
+    root: Path
+    fingerprint: str
+    reused: set[str] = field(default_factory=set)  # finished shards found on opening
+    _n_chunks: dict[int, int] = field(default_factory=dict)  # by source, from its first shard
+
+    @property
+    def shards(self) -> Path:
+        """Named by the fingerprint: a process of an older run can never write into it."""
+        return self.root / f"shards-{self.fingerprint[:16]}"
+
+    @classmethod
+    def open(cls, root: Path, description: dict) -> WorkFolder:
+        """Resume the work folder at ``root`` if its fingerprint matches, else start clean."""
+        work = cls(root, _digest(description))
+        if root.exists() and work._matches():
+            work.reused = work._keep_finished()
+            log.info(
+                "ingest: resuming from %s: %d finished shard(s) reused", root, len(work.reused)
+            )
+            return work
+        if root.exists():
+            log.warning(
+                "ingest: %s is from a run with other inputs or parameters: starting clean", root
+            )
+            shutil.rmtree(root)
+        work.shards.mkdir(parents=True)
+        _write_json_atomic(root / FINGERPRINT_FILE, {**description, "sha256": work.fingerprint})
+        return work
+
+    def _matches(self) -> bool:
+        try:
+            recorded = json.loads((self.root / FINGERPRINT_FILE).read_text())
+        except (OSError, ValueError):
+            return False
+        return recorded.get("sha256") == self.fingerprint and self.shards.is_dir()
+
+    def _keep_finished(self) -> set[str]:
+        """Delete what an interrupted run left unfinished; the ids of the finished shards."""
+        finished = {
+            p.stem for p in self.shards.glob("*.json") if (self.shards / f"{p.stem}.h5").is_file()
+        }
+        for path in self.shards.iterdir():
+            if path.stem not in finished or path.suffix not in (".json", ".h5"):
+                path.unlink()
+        return finished
+
+    def finished(self, shard_id: str) -> bool:
+        return (self.shards / f"{shard_id}.json").is_file()
+
+    def manifest(self, shard_id: str) -> dict:
+        return json.loads((self.shards / f"{shard_id}.json").read_text())
+
+    def waveforms(self, shard_id: str) -> Path:
+        return self.shards / f"{shard_id}.h5"
+
+    def shard_ids(self, n_sources: int) -> list[str]:
+        """The ids of every shard of sources ``0 .. n_sources - 1``, all finished."""
+        ids = []
+        for source in range(n_sources):
+            done = self.finished_source(source)
+            if done is None:
+                raise DatasetFormatError(f"{self.shards}: source {source} has unfinished shards")
+            ids += done
+        return ids
+
+    def finished_source(self, source: int) -> list[str] | None:
+        """The shard ids of ``source`` if all are finished (its files need not be read)."""
+        first = shard_name(source, 0)
+        if not self.finished(first):
+            return None
+        if source not in self._n_chunks:
+            self._n_chunks[source] = self.manifest(first)["n_chunks"]
+        ids = [shard_name(source, k) for k in range(self._n_chunks[source])]
+        return ids if all(self.finished(i) for i in ids) else None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _write_json_atomic(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w") as fh:
+        json.dump(payload, fh, separators=(",", ":"))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- shards
+
+
+def shard_name(source: int, chunk: int) -> str:
+    """``<source>-<chunk>``: source 0 is the plain files, 1.. the archives in walk order."""
+    return f"{source:06d}-{chunk:06d}"
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One slice of one source's file groups; chunk 0 also carries the source's rejected
+    files and its file counts."""
+
+    source: int
+    chunk: int
+    n_chunks: int
+    groups: tuple[FileGroup, ...]
+    rejected: tuple[tuple[str, str], ...]
+    view: Unpacked | None
+    counts: dict[str, int]  # input_files, sidecar_files, archives
+
+    @property
+    def shard_id(self) -> str:
+        return shard_name(self.source, self.chunk)
+
+
+@dataclass(frozen=True)
+class ShardContext:
+    """What every shard needs besides its files (handed to each worker process once)."""
+
+    folder: Path
+    fingerprint: str
+    params: IngestParams
+    include_unlabelled: bool
+    stations: StationTable
+
+
+def shard_tasks(source: int, batch: Batch, shard_records: int) -> list[ShardTask]:
+    """``batch`` cut into slices of ``shard_records`` file groups (at least one slice)."""
+    n_chunks = max(1, math.ceil(len(batch.groups) / shard_records))
+    counts = {
+        "input_files": batch.n_files,
+        "sidecar_files": batch.n_sidecars,
+        "archives": int(batch.view is not None),
+    }
+    return [
+        ShardTask(
+            source,
+            k,
+            n_chunks,
+            tuple(batch.groups[k * shard_records : (k + 1) * shard_records]),
+            tuple(batch.rejected) if k == 0 else (),
+            batch.view,
+            counts if k == 0 else dict.fromkeys(counts, 0),
+        )
+        for k in range(n_chunks)
+    ]
+
+
+def write_shard(
+    task: ShardTask, context: ShardContext, on_group: Callable[[], Any] | None = None
+) -> int:
+    """Read, screen and canonicalise one shard; waveforms go to ``<id>.h5`` record by record,
+    then the manifest ``<id>.json`` (the mark of a finished shard). Returns its file groups."""
+    import h5py
+
+    batch = Batch(list(task.groups), list(task.rejected), task.view)
+    items: list[list] = [["q", name, reason] for name, reason in task.rejected]
+    rows: list[dict] = []
+    input_items = len(task.rejected)
+    h5_path = context.folder / f"{task.shard_id}.h5"
+    tmp = h5_path.with_name(f"{h5_path.name}.{os.getpid()}.tmp")
+    with h5py.File(tmp, "w") as h5:
+        for group in task.groups:
+            for entry in _shard_entries(batch, group, context):
+                input_items += 1
+                if entry[0] == "r":
+                    meta, waveform = entry[3], entry[4]
+                    h5.create_dataset(str(len(rows)), data=np.asarray(waveform, np.float32))
+                    rows.append(_tagged_row(meta))
+                    entry = entry[:3]
+                items.append(entry)
+            if on_group is not None:
+                on_group()
+    _fsync(tmp)
+    os.replace(tmp, h5_path)
+    manifest = {
+        "fingerprint": context.fingerprint,
+        "shard": task.shard_id,
+        "n_chunks": task.n_chunks,
+        "n_groups": len(task.groups),
+        "counts": {**task.counts, "input_items": input_items},
+        "items": items,
+        "rows": rows,
+    }
+    _write_json_atomic(context.folder / f"{task.shard_id}.json", manifest)
+    return len(task.groups)
+
+
+def _shard_entries(batch: Batch, group: FileGroup, context: ShardContext) -> Iterator[list]:
+    """One entry per input item of ``group``: ``["q", file, reason]`` (quarantined) or
+    ``["r", dedupe key, file, metadata, waveform]`` (a candidate: duplicates are found later)."""
+    try:
+        records = batch.read(group)
+    except ReaderError as exc:
+        yield ["q", str(exc.path), exc.reason]
+        return
+    params = context.params
+    for record in records:
+        reason = _screen(record, params, context.include_unlabelled, context.stations)
+        if reason:
+            yield ["q", record.source_file, reason]
+            continue
+        meta, waveform = to_canonical(record, picks_for(record, params.pick))
+        key = [_tag(v) for v in _dedupe_key(record)]
+        yield ["r", key, record.source_file, meta, waveform]
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as fh:
+        os.fsync(fh.fileno())
+
+
+# Metadata crosses the manifest as JSON; numpy scalars keep their type (a float32 written as a
+# Python float would print differently in metadata.csv).
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _tag(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return {"$np": value.dtype.str, "v": value.item()}
+    if isinstance(value, _PLAIN):
+        return value
+    raise DatasetFormatError(f"metadata value {value!r} ({type(value).__name__}) not storable")
+
+
+def _untag(value: Any) -> Any:
+    if isinstance(value, dict):
+        return np.dtype(value["$np"]).type(value["v"])
+    return value
+
+
+def _tagged_row(meta: dict) -> dict:
+    return {k: _tag(v) for k, v in meta.items()}
+
+
+def _untagged_row(row: dict) -> dict:
+    return {k: _untag(v) for k, v in row.items()}
+
+
+# ---------------------------------------------------------------- reading shards in parallel
+
+
+def read_shards(
+    data_files: Sequence[Path],
+    fmt: str,
+    work: WorkFolder,
+    context: ShardContext,
+    n_workers: int = 1,
+) -> list[str]:
+    """Write every unfinished shard; the ids of all shards, in input order. The plain files are
+    grouped here and read in slices; each archive is one task, unpacked and read by one worker
+    (archives are read side by side, the slices of one archive one after another)."""
+    archives = [p for p in data_files if is_archive(p)]
+    bar = progress.bar(desc="ingest", unit="rec")
+    with _executor(context, n_workers, bar) as pool:
+        futures = []
+        # the largest archives first, so that none is left alone at the end (order of reading
+        # only: the shards are merged in input order)
+        todo = [
+            ArchiveTask(source, archive, fmt)
+            for source, archive in enumerate(archives, start=1)
+            if work.finished_source(source) is None
+        ]
+        for task in sorted(todo, key=lambda t: -t.archive.stat().st_size):
+            futures.append(pool.submit(_run_archive, task))
+        if work.finished_source(0) is None:
+            tasks = shard_tasks(0, plain_batch(data_files, fmt), context.params.shard_records)
+            futures += [pool.submit(_run_shard, t) for t in tasks if not work.finished(t.shard_id)]
+        if not bar.disable:  # reading every reused manifest costs time: only for a bar
+            bar.update(sum(work.manifest(i)["n_groups"] for i in work.reused))
+        for future in futures:
+            future.result()  # a worker's error is raised here
+    bar.close()
+    return work.shard_ids(len(archives) + 1)
+
+
+@dataclass(frozen=True)
+class ArchiveTask:
+    """One archive: unpacked by the worker that reads it, its slices written in turn."""
+
+    source: int
+    archive: Path
+    fmt: str
+
+
+def write_archive_shards(
+    task: ArchiveTask, context: ShardContext, on_group: Callable[[], Any] | None = None
+) -> int:
+    """The unfinished shards of one archive; its folder is removed at the end. Returns the
+    number of file groups read."""
+    with archive_batch(task.archive, task.fmt) as batch:
+        n_groups = 0
+        for shard in shard_tasks(task.source, batch, context.params.shard_records):
+            if not (context.folder / f"{shard.shard_id}.json").is_file():
+                n_groups += write_shard(shard, context, on_group)
+        return n_groups
+
+
+_WORKER: dict[str, Any] = {}  # this process's ShardContext and progress callback
+
+
+def _run_shard(task: ShardTask) -> int:
+    return write_shard(task, _WORKER["context"], _WORKER.get("on_group"))
+
+
+def _run_archive(task: ArchiveTask) -> int:
+    return write_archive_shards(task, _WORKER["context"], _WORKER.get("on_group"))
+
+
+class _InProcess(Executor):
+    """``workers: 1``: each shard runs at once, in this process, as it is submitted."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+@contextmanager
+def _executor(context: ShardContext, n_workers: int, bar) -> Iterator[Executor]:
+    """Runs the shard and archive tasks: in this process (progress per file group) or in a
+    pool of ``n_workers`` processes (progress per task). On an error, queued tasks are
+    cancelled."""
+    if n_workers <= 1:
+        _WORKER.update(context=context, on_group=lambda: bar.update(1))
+        try:
+            yield _InProcess()
+        finally:
+            _WORKER.clear()
+        return
+    pool = ProcessPoolExecutor(
+        n_workers,
+        mp_context=_worker_context(),
+        initializer=_init_worker,
+        initargs=(context, os.getpid()),
+    )
+    counting = _CountingPool(pool, bar)
+    try:
+        yield counting
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Workers forked from a fork server (a clean process: no threads, no open files) that has
+    imported the readers' libraries once, so that a new worker starts at once; spawned where
+    there is no fork server (a fork server started earlier keeps its own preload)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(WORKER_PRELOAD))
+    return context
+
+
+class _CountingPool(Executor):
+    """A process pool whose finished tasks move the progress bar."""
+
+    def __init__(self, pool: ProcessPoolExecutor, bar):
+        self.pool, self.bar = pool, bar
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future = self.pool.submit(fn, *args, **kwargs)
+        future.add_done_callback(
+            lambda f: None if f.cancelled() or f.exception() else self.bar.update(f.result())
+        )
+        return future
+
+
+def _init_worker(context: ShardContext, parent_pid: int) -> None:
+    _WORKER.update(context=context)
+    _exit_with_parent(parent_pid)
+
+
+def _exit_with_parent(parent_pid: int, period_s: float = 0.5) -> None:
+    """A worker whose ingest was killed (``kill -9``) stops too, instead of idling forever;
+    what it leaves half-written is discarded by the next run."""
+    ppid = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(period_s)
+            if os.getppid() != ppid or not _alive(parent_pid):
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ---------------------------------------------------------------- merging shards
+
+
+def _merge_shards(
+    work: WorkFolder,
+    shard_ids: Sequence[str],
+    summary: IngestSummary,
+    quarantine: Callable[[str, str], None],
+) -> list[tuple[dict, tuple[str, int]]]:
+    """The shards' rows in input order: counts added up, quarantined rows passed on, the first
+    record of each (station, sensor, start time) kept and later ones quarantined as duplicates.
+    Returns ``(metadata, (shard id, row))`` of the kept records."""
+    seen: dict[tuple, str] = {}
+    accepted: list[tuple[dict, tuple[str, int]]] = []
+    for shard_id in shard_ids:
+        manifest = work.manifest(shard_id)
+        _add_counts(manifest["counts"], summary)
+        rows = manifest["rows"]
+        n_rows = 0
+        for kind, first, second in manifest["items"]:
+            if kind == "q":
+                quarantine(first, second)
+                continue
+            key, index = tuple(_untag(v) for v in first), n_rows
+            n_rows += 1
+            if key in seen:
+                quarantine(second, _duplicate_reason(seen[key]))
+                continue
+            seen[key] = second
+            meta = _untagged_row(rows[index])
+            _count_accepted(meta, summary)
+            accepted.append((meta, (shard_id, index)))
+    return accepted
+
+
+def _add_counts(counts: dict[str, int], summary: IngestSummary) -> None:
+    summary.input_files += counts["input_files"]
+    summary.sidecar_files += counts["sidecar_files"]
+    summary.archives += counts["archives"]
+    summary.input_items += counts["input_items"]
+
+
+def _shard_waveforms(
+    work: WorkFolder, accepted: Iterable[tuple[dict, tuple[str, int]]]
+) -> Iterator[tuple[dict, np.ndarray]]:
+    """``(metadata, waveform)`` pairs read back from the shards one record at a time."""
+    import h5py
+
+    with ExitStack() as stack:
+        open_id, h5 = None, None
+        for meta, (shard_id, index) in accepted:
+            if shard_id != open_id:
+                stack.close()
+                h5 = stack.enter_context(h5py.File(work.waveforms(shard_id), "r"))
+                open_id = shard_id
+            yield meta, h5[str(index)][()]
 
 
 # ---------------------------------------------------------------- CLI
