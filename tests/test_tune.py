@@ -1,11 +1,16 @@
-"""deepvs30 tune on SQLite: a tiny study end to end, pruning, resume after a kill, bad input."""
+"""deepvs30 tune on SQLite: a tiny study end to end, pruning, a killed worker's trial re-run,
+registration once, bad input."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -65,6 +70,8 @@ def test_tiny_study_nested_runs_registered_once(workdir, prepared):
 
     assert len(versions) == 1
     assert versions[0].tags["optuna_trial"] == str(study.best_trial.number)
+    record = study.user_attrs[f"finalize.trial-{study.best_trial.number}"]
+    assert record["registered"]["version"] == versions[0].version
     best_child = next(c for c in children if c.info.run_id == versions[0].run_id)
     assert "test.station.mape_pct" in best_child.data.metrics  # the test split, once, for it
     assert sum("test.station.mape_pct" in c.data.metrics for c in children) == 1
@@ -84,6 +91,12 @@ def test_tiny_study_nested_runs_registered_once(workdir, prepared):
     assert _tune(params) == 0
     assert len(mlflow_runs(params)[2]) == 1
     assert len(study_of(params["tune"]["storage"]).trials) == 3
+
+    import optuna
+
+    from deepvs30.tune import with_driver
+
+    assert optuna.get_all_study_names(with_driver(params["tune"]["storage"])) == ["tiny"]
 
 
 def test_aggressive_pruner_stops_trials_early(workdir, prepared):
@@ -116,7 +129,7 @@ def test_aggressive_pruner_stops_trials_early(workdir, prepared):
     assert _metric_names(by_state["PRUNED"]) == _metric_names(by_state["COMPLETE"])
 
 
-def test_resume_after_kill_marks_running_trial_failed(workdir, prepared):
+def test_killed_worker_trial_fails_by_heartbeat_and_reruns(workdir, prepared):
     from optuna.trial import TrialState
 
     # long trials (no early stop) so that the kill lands mid-trial
@@ -144,37 +157,145 @@ def test_resume_after_kill_marks_running_trial_failed(workdir, prepared):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert running, "no trial reached its first epoch in time"
-    killed = running[0].number
-    assert study_of(storage).trials[killed].state == TrialState.RUNNING  # left behind
+    killed = running[0]
+    assert study_of(storage).trials[killed.number].state == TrialState.RUNNING  # left behind
 
+    # the same study, resumed with short trials: the heartbeat (grace_s 6) fails the killed
+    # trial and this worker re-runs it, with its parameters, as one of the 2 trials
     params = tiny_params(workdir, prepared, n_trials=2, max_epochs=1)
     assert _tune(params, "--no-finalize") == 0
     trials = study_of(storage).trials
-    assert trials[killed].state == TrialState.FAIL
-    assert "died" in trials[killed].user_attrs["fail_reason"]
-    assert trials[killed].intermediate_values  # recorded, not lost
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+    assert trials[killed.number].state == TrialState.FAIL
+    assert trials[killed.number].intermediate_values  # recorded, not lost
+    retries = [t for t in trials if _retry_of(t) == killed.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == killed.params
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 2
+    assert len(trials) == 3
     parents, children, _ = mlflow_runs(params)
     assert len(parents) == 1  # the resumed study logs under the same parent
     assert len(children) == 3
 
 
-def test_stale_heartbeat_of_another_host_fails_trial(workdir, prepared):
+def _retry_of(trial) -> int | None:
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+
+
+@contextmanager
+def _beating(storage, trial_id: int) -> Iterator[None]:
+    """The heartbeat of a trial whose worker is alive (another process, in the tests' terms)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            storage.record_heartbeat(trial_id)
+            stop.wait(0.3)
+
+    thread = threading.Thread(target=beat)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@pytest.mark.parametrize("max_retries", [1, 0])
+def test_worker_waits_for_a_trial_elsewhere_and_reruns_it_when_silent(
+    workdir, prepared, max_retries
+):
+    """One trial to go and it runs in another worker: this one waits instead of starting
+    another; when that trial's heartbeat stops it is failed and re-run here with its
+    parameters (with max_retries 0, a new trial takes its place)."""
     from optuna.trial import TrialState
 
-    params = tiny_params(workdir, prepared, n_trials=1, max_epochs=1, heartbeat_s=1, grace_s=1)
     from deepvs30 import tune
+    from deepvs30.search_space import sample
 
+    params = tiny_params(
+        workdir, prepared, n_trials=1, max_epochs=1, heartbeat_s=1, grace_s=2,
+        max_retries=max_retries, enqueue_baseline=False,
+    )  # fmt: skip
     setup = tune.load_setup(params)
-    study = tune.open_study(setup)
-    ghost = study.ask()
-    ghost.set_user_attr("worker", "elsewhere:00000000:4242")
-    study._storage.record_heartbeat(ghost._trial_id)
-    time.sleep(2.5)
+    storage = tune.open_storage(setup.storage_url, setup.tune)
+    study = tune.open_study(setup, storage)
+    other = study.ask()
+    sample(other, setup.space, setup.base)
+    with _beating(storage, other._trial_id):
+        t0 = time.monotonic()
+        assert not tune.wait_for_room(study, setup.tune, time.monotonic() + 3)
+        assert time.monotonic() - t0 >= 3  # it waited to its deadline, starting nothing
+    assert study.trials[other.number].state == TrialState.RUNNING  # alive: left alone
+
+    assert tune.wait_for_room(study, setup.tune, time.monotonic() + 60)  # silent: room
+    ghost = study.trials[other.number]
+    assert ghost.state == TrialState.FAIL
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.params for t in waiting] == ([ghost.params] if max_retries else [])
+
     assert _tune(params, "--no-finalize") == 0
     trials = study_of(params["tune"]["storage"]).trials
-    assert trials[ghost.number].state == TrialState.FAIL
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == 1
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    if max_retries:
+        assert trials[1].params == ghost.params
+        assert _retry_of(trials[1]) == ghost.number
+    else:
+        assert _retry_of(trials[1]) is None
+
+
+def test_finalize_waits_for_a_claim_unless_forced(workdir, prepared, capsys):
+    from deepvs30 import tune
+
+    params = tiny_params(workdir, prepared, n_trials=1, max_epochs=1)
+    assert _tune(params, "--no-finalize") == 0
+    setup = tune.load_setup(params)
+    storage = tune.open_storage(setup.storage_url, setup.tune)
+    study = tune.open_study(setup, storage)
+    key = f"finalize.trial-{study.best_trial.number}"
+    assert tune.claim(storage, study, key, {"worker": "elsewhere:4242"})
+    assert not tune.claim(storage, study, key, {"worker": "here:1"})  # taken: not overwritten
+    assert study.user_attrs[key] == {"worker": "elsewhere:4242"}
+
+    assert _tune(params, "--finalize") == 0
+    assert "being finalized by elsewhere:4242" in capsys.readouterr().out
+    assert not mlflow_runs(params)[2]
+    assert _tune(params, "--finalize", "--force") == 0
+    assert len(mlflow_runs(params)[2]) == 1
+    assert "registered" in study_of(params["tune"]["storage"]).user_attrs[key]
+
+
+def _claim_in_process(url: str, barrier, results) -> None:
+    import optuna
+
+    from deepvs30.tune import claim
+
+    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    study = optuna.load_study(study_name="race", storage=storage)
+    barrier.wait(timeout=60)
+    results.put(claim(storage, study, "finalize.trial-0", os.getpid()))
+
+
+def test_claim_succeeds_in_one_of_several_processes(tmp_path):
+    """Four processes claim the same key at once: exactly one INSERT is accepted."""
+    import multiprocessing
+
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    optuna.create_study(study_name="race", storage=url)
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_claim_in_process, args=(url, barrier, results)) for _ in range(4)]
+    for proc in procs:
+        proc.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=60)
+    assert sorted(outcomes) == [False, False, False, True]
+    winner = optuna.load_study(study_name="race", storage=url).user_attrs["finalize.trial-0"]
+    assert winner in {proc.pid for proc in procs}
 
 
 BAD_INPUT = [
@@ -188,6 +309,7 @@ BAD_INPUT = [
     ({"transfer": {"init_from": "m", "freeze": "all"}}, "transfer.freeze: 'all' is not one"),
     ({"transfer": {"init_from": "m", "frozen_blocks": "cnn"}}, "unknown key(s) ['frozen_blocks']"),
     ({"pruner": {"name": "asha"}}, "tune.pruner.name"),
+    ({"max_retries": -1}, "tune.max_retries: must be at least 0"),
     ({"storage": "redis://localhost"}, "is not a database URL"),
     ({"storage": "postgresql+nodriver://u@localhost/db"}, "cannot open"),
     ({"storage": "postgresql://tuner:s3cret@127.0.0.1:9/optuna"}, "cannot open"),
@@ -221,7 +343,9 @@ def test_two_local_workers_on_sqlite(workdir, prepared):
     assert 4 <= sum(t.state == TrialState.COMPLETE for t in trials) <= 5
     assert len(workers) == 2
     parents, children, versions = mlflow_runs(params)
-    assert len(parents) == 1 and len(children) == len(trials) and len(versions) == 1
+    assert len(parents) == 1 and len(children) == len(trials)
+    assert len(versions) == 1  # the launcher finalizes once, after its workers exit
+    assert result.stdout.count(f"-> {versions[0].name} version") == 1
 
 
 def test_transfer_options_sample_the_fine_tuning_space():

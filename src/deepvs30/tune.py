@@ -8,17 +8,28 @@ test split is never looked at during the search: the best trial's bundle is eval
 once, in ``finalize``, and registered as a new model version.
 
 Several workers (``--workers N`` locally, or ``deepvs30 tune`` on any number of machines with
-``TUNE_STORAGE`` and ``MLFLOW_TRACKING_URI`` pointing at shared servers) share one storage:
+``TUNE_STORAGE`` and ``MLFLOW_TRACKING_URI`` pointing at shared servers) share one storage, an
+Optuna ``RDBStorage`` (SQLite or PostgreSQL/MySQL) with Optuna's heartbeat:
 
-- ``n_trials`` counts finished (complete or pruned) trials of the whole study; a worker stops
-  when finished plus running trials reach it.
-- A killed worker's running trial is marked FAIL: at start, for dead processes of this host
-  (worker id host:boot:pid in the trial's user attrs), and by Optuna's heartbeat after
-  ``grace_s`` for other hosts.
-- Each trial seeds the sampler with ``seed + trial number``: one worker is reproducible, and
-  workers never propose the same startup trials.
-- Finalisation happens once per best trial: the finaliser must first create the study
-  ``<study>.finalize.trial-<n>`` in the storage, which only one process can do.
+- ``n_trials`` counts finished (complete or pruned) trials of the whole study. A worker starts
+  a trial while finished plus running trials are fewer; when the rest are running elsewhere it
+  waits for them, so that it can re-run one whose worker dies.
+- A running trial writes a heartbeat every ``heartbeat_s``; one silent for ``grace_s`` (its
+  worker was killed) is marked FAIL by ``optuna.storages.fail_stale_trials`` (before every
+  trial, and while a worker waits) and queued again with the same parameters by
+  ``RetryHeartbeatStaleTrialCallback``, at most ``max_retries`` times.
+- Finalisation runs once per best trial: ``--workers N`` finalizes in the launcher after its
+  workers exit; independent workers each try, and only the one whose claim (an INSERT of the
+  study user attr ``finalize.trial-<n>``, unique in the storage) succeeds goes on.
+
+What is reproducible. The sampler of trial ``n`` is seeded with ``seed + n`` (a fresh TPE or
+random sampler per trial), and every trial trains with ``train.seed``. With one worker a
+study run again from scratch proposes the same parameters and, at a fixed thread count, gets
+the same values; a resumed study never replays earlier proposals; a re-run trial has its
+original's parameters and seed (so, at the same thread count, its result). With N workers
+which trial number a worker gets, and so the history each proposal sees, depends on timing:
+the proposals, the best trial and the study's path are not reproducible, only each trial's
+training given its parameters (and parallel workers never propose the same startup trials).
 """
 
 from __future__ import annotations
@@ -129,6 +140,7 @@ class TuneParams:
     storage: str = "sqlite:///optuna.db"
     heartbeat_s: int = 60
     grace_s: int = 180
+    max_retries: int = 3
     out: str = "models/tune"
     sampler: SamplerParams = field(default_factory=SamplerParams)
     pruner: PrunerParams = field(default_factory=PrunerParams)
@@ -197,6 +209,8 @@ def check_tune(tune: TuneParams) -> None:
     for key in ("n_trials", "max_epochs", "heartbeat_s", "grace_s"):
         if getattr(tune, key) < 1:
             raise ConfigError(f"tune.{key}: must be at least 1, got {getattr(tune, key)}")
+    if tune.max_retries < 0:
+        raise ConfigError(f"tune.max_retries: must be at least 0, got {tune.max_retries}")
     if tune.timeout_s is not None and tune.timeout_s <= 0:
         raise ConfigError(f"tune.timeout_s: must be positive or null, got {tune.timeout_s}")
     if tune.sampler.name not in ("tpe", "random"):
@@ -273,7 +287,8 @@ def with_driver(url: str) -> str:
 
 
 def open_storage(url: str, tune: TuneParams):
-    """The RDB storage with heartbeats; any failure becomes one ConfigError naming the URL."""
+    """The RDB storage with Optuna's heartbeat: a trial silent for ``grace_s`` is failed and
+    queued again (:func:`retry_stale`); any failure becomes one ConfigError naming the URL."""
     import optuna
     import sqlalchemy.exc
 
@@ -298,6 +313,7 @@ def open_storage(url: str, tune: TuneParams):
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=tune.heartbeat_s,
                     grace_period=tune.grace_s,
+                    heartbeat_stale_trial_callback=retry_stale(tune.max_retries),
                 )
         except sqlalchemy.exc.SQLAlchemyError as exc:
             # workers starting together race to create the schema; the loser retries once
@@ -315,11 +331,31 @@ def _storage_message(url: str, exc: Exception) -> str:
     return f"tune.storage ({STORAGE_ENV}): cannot open {masked(url)!r}: {reason}"
 
 
+def retry_stale(max_retries: int) -> Callable:
+    """Optuna's retry of a trial failed by the heartbeat (a WAITING copy with its parameters,
+    user attrs and the system attr ``failed_trial``: the original's number), with a warning."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retries)
+
+    def callback(study, trial) -> None:
+        retries = len(trial.system_attrs.get("retry_history", []))
+        again = "queued again" if retries < max_retries else f"not retried ({retries} retries)"
+        log.warning("trial %d: its worker stopped beating; marked FAIL, %s", trial.number, again)
+        retry(study, trial)
+
+    return callback
+
+
 def make_sampler(params: SamplerParams):
     import optuna
 
     class PerTrialSeedSampler(optuna.samplers.BaseSampler):
-        """A fresh TPE (or random) sampler per trial, seeded with seed + trial number."""
+        """A fresh TPE (or random) sampler per trial, seeded with seed + trial number: Optuna's
+        seeded samplers are seeded per process, so two workers (or a resumed study) would
+        propose the same startup trials again."""
 
         def __init__(self) -> None:
             self._inner = self._make(params.seed)
@@ -367,13 +403,13 @@ def make_pruner(params: PrunerParams, max_epochs: int):
     )
 
 
-def open_study(setup: Setup):
+def open_study(setup: Setup, storage=None):
+    """The study, created if new, on ``storage`` (default: :func:`open_storage`)."""
     import optuna
 
-    storage = open_storage(setup.storage_url, setup.tune)
     return optuna.create_study(
         study_name=setup.tune.study_name,
-        storage=storage,
+        storage=storage or open_storage(setup.storage_url, setup.tune),
         sampler=make_sampler(setup.tune.sampler),
         pruner=make_pruner(setup.tune.pruner, setup.tune.max_epochs),
         direction="minimize",
@@ -381,68 +417,12 @@ def open_study(setup: Setup):
     )
 
 
-# --- workers and the trials of dead ones ---------------------------------------------------
+# --- the study's state: counts, stale trials, claims ---------------------------------------
 
 
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
-    except OSError:
-        return "noboot"
-
-
-def worker_id(pid: int | None = None) -> str:
-    return f"{socket.gethostname()}:{_boot_id()}:{pid or os.getpid()}"
-
-
-def is_dead_local(worker: str | None) -> bool:
-    """True only for a process of this host (same boot) that no longer runs."""
-    if not worker or worker.count(":") < 2:
-        return False
-    host_boot, _, pid_text = worker.rpartition(":")
-    if host_boot != worker_id().rpartition(":")[0] or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:  # a zombie has exited too
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def fail_dead_trials(study) -> list[int]:
-    """Mark FAIL the RUNNING trials of dead workers (this host now, others by heartbeat)."""
-    import optuna
-    from optuna.trial import TrialState
-
-    failed = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get("worker")
-        if is_dead_local(worker):
-            try:
-                study._storage.set_trial_user_attr(
-                    trial._trial_id, "fail_reason", f"worker {worker} died"
-                )
-                study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue
-            failed.append(trial.number)
-    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
-    failed += sorted(after - before)
-    if failed:
-        log.warning("trials %s of dead workers marked FAIL", failed)
-    return failed
+def worker_label() -> str:
+    """host:pid, the ``worker`` user attr of a trial (which process ran it)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def counts(study) -> dict[str, int]:
@@ -454,15 +434,36 @@ def counts(study) -> dict[str, int]:
     return out
 
 
-def stop_when_enough(n_trials: int):
-    """Stop this worker once finished + running trials of the whole study reach n_trials."""
+def fail_stale(study) -> None:
+    """Optuna's fail_stale_trials: RUNNING trials without a heartbeat for grace_s become FAIL
+    and are queued again (:func:`retry_stale`)."""
+    import optuna
 
-    def callback(study, _trial) -> None:
-        c = counts(study)
-        if c["COMPLETE"] + c["PRUNED"] + c["RUNNING"] >= n_trials:
-            study.stop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
-    return callback
+
+def claim(storage, study, key: str, value: Any) -> bool:
+    """Set the study user attr ``key`` only if no process has: True for the one whose INSERT
+    the storage accepts (``study_user_attributes`` is unique on study and key, so the INSERT
+    is a compare-and-set; Optuna's ``set_user_attr`` would overwrite)."""
+    import sqlalchemy as sa
+
+    table = sa.table(
+        "study_user_attributes", sa.column("study_id"), sa.column("key"), sa.column("value_json")
+    )
+    row = {
+        "study_id": storage.get_study_id_from_name(study.study_name),
+        "key": key,
+        "value_json": json.dumps(value),
+    }
+    try:
+        with storage.engine.begin() as connection:
+            connection.execute(sa.insert(table).values(**row))
+    except sa.exc.IntegrityError:
+        return False
+    return True
 
 
 # --- MLflow: one parent run per study -------------------------------------------------------
@@ -525,7 +526,7 @@ def parent_run_id(setup: Setup) -> str:
 # --- one trial -----------------------------------------------------------------------------
 
 
-def make_objective(setup: Setup, worker: str):
+def make_objective(setup: Setup, worker: str) -> Callable:
     import mlflow
     import optuna
     from mlflow import MlflowClient
@@ -624,29 +625,45 @@ def run_worker(setup: Setup) -> dict[str, int]:
     import mlflow
     import optuna
 
-    study = open_study(setup)
-    fail_dead_trials(study)
+    storage = open_storage(setup.storage_url, setup.tune)
+    study = open_study(setup, storage)
     c = counts(study)
-    remaining = setup.tune.n_trials - (c["COMPLETE"] + c["PRUNED"] + c["RUNNING"])
-    if remaining <= 0:
+    budget = setup.tune.n_trials - (c["COMPLETE"] + c["PRUNED"])
+    if budget <= 0:
         log.info("study %s has its %d trials", setup.tune.study_name, setup.tune.n_trials)
-        return counts(study)
+        return c
     if setup.tune.enqueue_baseline:
-        enqueue_baseline(study, setup)
+        enqueue_baseline(study, storage, setup)
     parent = parent_run_id(setup)
-    worker = worker_id()
-    log.info("worker %s: study %s, up to %d trials", worker, setup.tune.study_name, remaining)
+    worker = worker_label()
+    log.info("worker %s: study %s, up to %d trials", worker, setup.tune.study_name, budget)
+    deadline = None if setup.tune.timeout_s is None else time.monotonic() + setup.tune.timeout_s
+    objective, bar = make_objective(setup, worker), trial_bar(budget)
     with mlflow.start_run(run_id=parent), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.optimize(
-            make_objective(setup, worker),
-            n_trials=remaining,
-            timeout=setup.tune.timeout_s,
-            catch=TRIAL_ERRORS,
-            callbacks=[stop_when_enough(setup.tune.n_trials), trial_bar(remaining)],
-            gc_after_trial=True,
-        )
+        for _ in range(budget):  # a bound when trials keep failing
+            if not wait_for_room(study, setup.tune, deadline):
+                break
+            study.optimize(
+                objective, n_trials=1, catch=TRIAL_ERRORS, callbacks=[bar], gc_after_trial=True
+            )
     return counts(study)
+
+
+def wait_for_room(study, tune: TuneParams, deadline: float | None) -> bool:
+    """True when this worker may start a trial (finished + running < n_trials); False when
+    the study has its n_trials finished, or past the deadline. While the remaining trials run
+    in other workers it waits: if one of them dies, its trial comes back here to re-run."""
+    while deadline is None or time.monotonic() < deadline:
+        fail_stale(study)
+        c = counts(study)
+        finished = c["COMPLETE"] + c["PRUNED"]
+        if finished >= tune.n_trials:
+            return False
+        if finished + c["RUNNING"] < tune.n_trials:
+            return True
+        time.sleep(tune.heartbeat_s)
+    return False
 
 
 def trial_bar(total: int) -> Callable:
@@ -663,13 +680,11 @@ def trial_bar(total: int) -> Callable:
     return update
 
 
-def enqueue_baseline(study, setup: Setup) -> bool:
+def enqueue_baseline(study, storage, setup: Setup) -> bool:
     """Make the first trial of a new study the pipeline's own configuration (params.yaml
     features, model and train, at tune.max_epochs), so the search is measured against it on
-    equal terms. Only the process that creates ``<study>.baseline`` in the storage enqueues;
-    a study that already has trials (a resume, another worker) is left as it is."""
-    import optuna
-
+    equal terms. Only the process that claims the study user attr ``baseline_enqueued``
+    enqueues; a study that already has trials (a resume, another worker) is left as it is."""
     if study.get_trials(deepcopy=False):
         return False
     params, outside = baseline_params(setup.space, setup.base)
@@ -677,11 +692,7 @@ def enqueue_baseline(study, setup: Setup) -> bool:
         log.warning("the pipeline's configuration is outside tune.space (%s); not enqueued",
                     "; ".join(outside))  # fmt: skip
         return False
-    try:
-        study._storage.create_new_study(
-            [optuna.study.StudyDirection.MINIMIZE], f"{setup.tune.study_name}.baseline"
-        )
-    except optuna.exceptions.DuplicatedStudyError:
+    if not claim(storage, study, "baseline_enqueued", worker_label()):
         return False
     study.enqueue_trial(params, user_attrs={"baseline": True})
     log.info("trial 0 of study %s: the pipeline's configuration", setup.tune.study_name)
@@ -726,11 +737,12 @@ def launch_workers(setup: Setup, n_workers: int, verbose: bool) -> list[int]:
 
 
 def finalize(setup: Setup, explicit: bool, force: bool = False) -> dict | None:
-    """Evaluate the best trial on the test split and register it, exactly once."""
-    import optuna
-
-    study = open_study(setup)
-    fail_dead_trials(study)
+    """Evaluate the best trial on the test split and register it, exactly once: the process
+    that claims the study user attr ``finalize.trial-<n>`` does it and records the version
+    there; a later call finds it and registers nothing."""
+    storage = open_storage(setup.storage_url, setup.tune)
+    study = open_study(setup, storage)
+    fail_stale(study)
     running = counts(study)["RUNNING"]
     if running and not explicit:
         print(f"{running} trial(s) still running in other workers; the last one finalizes")
@@ -740,26 +752,21 @@ def finalize(setup: Setup, explicit: bool, force: bool = False) -> dict | None:
     except ValueError:
         print(f"study {setup.tune.study_name}: no complete trial yet; nothing to register")
         return None
-    claim = f"{setup.tune.study_name}.finalize.trial-{best.number}"
-    storage = study._storage
-    try:
-        claim_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], claim)
-    except optuna.exceptions.DuplicatedStudyError:
-        claim_id = storage.get_study_id_from_name(claim)
-        attrs = storage.get_study_user_attrs(claim_id)
-        if "registered" in attrs:
-            print(f"trial {best.number} already registered: {attrs['registered']}")
-            return json.loads(attrs["registered"])
-        owner = attrs.get("worker")
-        if not (force or is_dead_local(owner)):
-            print(
-                f"trial {best.number} is being finalized by {owner}; if that process is "
-                "gone, run `deepvs30 tune --finalize --force`"
-            )
-            return None
-    storage.set_study_user_attr(claim_id, "worker", worker_id())
+    key = f"finalize.trial-{best.number}"
+    record = study.user_attrs.get(key) or {}
+    if "registered" in record:
+        print(f"trial {best.number} already registered: {json.dumps(record['registered'])}")
+        return record["registered"]
+    me = {"worker": worker_label()}
+    if not (claim(storage, study, key, me) or force):
+        owner = (study.user_attrs.get(key) or {}).get("worker")
+        print(
+            f"trial {best.number} is being finalized by {owner}; if that process is gone, "
+            "run `deepvs30 tune --finalize --force`"
+        )
+        return None
     info = _evaluate_and_register(setup, study, best)
-    storage.set_study_user_attr(claim_id, "registered", json.dumps(info))
+    study.set_user_attr(key, {**me, "registered": info})
     c = counts(study)
     print(
         f"study {setup.tune.study_name}: {c['COMPLETE']} complete, {c['PRUNED']} pruned, "
