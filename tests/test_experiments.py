@@ -61,7 +61,7 @@ def test_summary_over_seeds_gives_mean_and_spread_per_arm():
 def test_derived_split_follows_its_source_corpus(tmp_path):
     import pandas as pd
 
-    from deepvs30.experiments import derive_split
+    from deepvs30.split import derive_split
 
     for name, n in (("small", 2), ("large", 3)):
         src = tmp_path / name

@@ -14,6 +14,7 @@ import pytest
 from deepvs30.bench import BenchParams
 from deepvs30.config import DataParams, load_params, section
 from deepvs30.evaluate import EvaluateParams
+from deepvs30.experiments import ExperimentsParams
 from deepvs30.ingest import IngestParams
 from deepvs30.prepare import PrepareParams
 from deepvs30.pretrain import PretrainParams
@@ -52,6 +53,7 @@ SECTIONS: dict[str, type] = {
     "pretrain": PretrainParams,
     "real": RealParams,
     "real_model": RealModelParams,
+    "experiments": ExperimentsParams,
 }
 
 # Fields whose params.yaml value is environment-specific, so the default differs on purpose.

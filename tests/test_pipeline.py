@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ TINY_OVERRIDES = {
     "features": {"window_s": 12.0},
     "model": {"name": "cnn_lstm", "hparams": {"conv_channels": 8, "lstm_hidden": 16}},
     "train": {"epochs": 3, "batch_size": 16, "patience": 3, "num_threads": 1},
+    "experiments": {"epochs": 1, "batch_size": 16, "patience": 1, "seeds": 1},
 }
 
 
@@ -126,3 +128,33 @@ def test_registered_model_reproduces_logged_metrics(project, monkeypatch):
     assert run.data.tags["data_version"].startswith(("dvc:", "sha256:"))
     assert again["mape_pct"] == pytest.approx(logged["test.station.mape_pct"], rel=1e-9)
     assert again["std_ln"] == pytest.approx(logged["test.station.std_ln"], rel=1e-9)
+
+
+def test_an_experiment_is_a_dvc_stage_with_its_params_and_metrics(project):
+    """`dvc repro exp_rivals` writes the declared outputs, `dvc metrics show` reads its arms,
+    and a changed `experiments` key (what `dvc exp run -S` sets) makes the stage stale."""
+    repro = _dvc(project, "repro", "--single-item", "exp_rivals")
+    assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
+    out = project / "reports" / "experiments"
+    summary = pd.read_csv(out / "rivals_summary.csv").set_index("arm")
+    assert list(summary.index) == ["cnn_lstm", "no_ps_channel", "cnn", "lstm", "transformer"]
+    shown = json.loads(_dvc(project, "metrics", "show", "--json").stdout)
+    arms = shown[""]["data"]["reports/experiments/rivals.json"]["data"]["arms"]
+    assert sorted(arms) == sorted(summary.index)
+    for arm, row in summary.iterrows():
+        assert arms[arm]["station_mape_pct"] == row["station_mape_pct_mean"]
+        assert arms[arm]["seeds"] == 1
+    assert (out / "rivals.png").stat().st_size > 5000
+    assert _dvc(project, "status", "exp_rivals").stdout.strip().endswith("up to date.")
+
+    params_file = project / "params.yaml"
+    before = params_file.read_text()
+    params = yaml.safe_load(before)
+    params["experiments"]["epochs"] = 2
+    params_file.write_text(yaml.safe_dump(params))
+    try:
+        status = _dvc(project, "status", "exp_rivals").stdout
+    finally:
+        params_file.write_text(before)
+    # the stage declares the section, so DVC names the section as modified
+    assert re.search(r"modified:\s+experiments\b", status), status

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("deepvs30.bench", "speed, memory and scaling benchmarks"),
     "real-benchmark": ("deepvs30.realbench", "station-disjoint benchmark on the real records"),
     "real-model": ("deepvs30.realmodel", "train, register and promote the real-world model"),
+    "experiment": ("deepvs30.experiments", "transfer, rivals and headline experiments over seeds"),
 }
 
 

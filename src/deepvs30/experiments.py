@@ -1,4 +1,4 @@
-"""Transfer-learning experiments (issue 6); rerun one with ``python -m deepvs30.experiments NAME``.
+"""Transfer-learning experiments: ``deepvs30 experiment NAME``, the dvc.yaml stage ``exp_NAME``.
 
 - ``transfer_curve``: target-only training vs pre-training on a source region + fine-tuning, as
   the labelled target stations shrink (10, 25, 50, 100 % via ``train_station_fraction``). Source
@@ -12,16 +12,18 @@
 - ``ps_ablation``: with and without the P/S channel, from scratch and after label-free pretext
   pre-training (S−P time, magnitude, ln distance; no P/S channel while pre-training).
 
-Default sizes are the pipeline's: the default synthetic corpus size (200 stations, 140
+Sizes come from params.yaml's ``experiments`` section (``quick`` for --quick), everything else
+from the pipeline's own sections: the default synthetic corpus size (200 stations, 140
 events), its segmentation (P-centred 40 s with the P/S channel) and its CNN-LSTM, trained 12
 epochs; every experiment is repeated over ``--seeds`` training seeds (initialisation, batch
 order and the station subsets of ``transfer_curve``), the corpora and splits staying fixed.
 Each writes ``<out>/<name>.csv`` (one row per arm and seed), ``<out>/<name>_summary.csv``
-(mean and standard deviation over seeds) and ``<out>/<name>.png`` (the summary, with
-error bars), and logs one parent MLflow run (experiment ``deepvs30-experiments``) holding one
-nested run per seed, which holds every training as a nested run (fine-tuned runs carry
-``parent_model_uri``). ``--quick`` is a seconds-long smoke run. Data and prepared folders are
-cached under ``<out>/work/``.
+(mean and standard deviation over seeds), ``<out>/<name>.json`` (each arm's MAPE: the
+stage's DVC metrics) and ``<out>/<name>.png`` (the summary, with error bars), and logs one
+parent MLflow run (experiment ``deepvs30-experiments``) holding one nested run per seed,
+which holds every training as a nested run (fine-tuned runs carry ``parent_model_uri``).
+``--quick`` is a seconds-long smoke run. Data and prepared folders are cached under
+``<out>/work/``.
 """
 
 from __future__ import annotations
@@ -31,18 +33,21 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from deepvs30.config import from_dict, load_params, section
 from deepvs30.inference import ModelBundle
 from deepvs30.metrics import summary_metrics
 from deepvs30.prepare import PrepareParams, prepare
 from deepvs30.segment import FeatureParams
+from deepvs30.split import derive_split, station_split
 from deepvs30.tracking import MlflowParams
 from deepvs30.train import ModelParams, TrainParams
 from deepvs30.transfer import TransferParams
@@ -50,7 +55,6 @@ from deepvs30.transfer import TransferParams
 log = logging.getLogger(__name__)
 
 MLFLOW = MlflowParams(experiment="deepvs30-experiments")
-FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 # "another region": weaker Q, lower stress drop, more kappa scatter, stiffer clusters, and
 # its own network (its stations are not the source corpus' stations: lineage checks names)
 REGION_B = {
@@ -62,22 +66,66 @@ REGION_B = {
     "vs0_soft_mps": 200.0,
     "vs0_stiff_mps": 520.0,
 }
+# --quick: seconds-long smoke runs (tests)
+QUICK = {
+    "stations": 24,
+    "events": 10,
+    "epochs": 2,
+    "patience": 2,
+    "pretrain_epochs": 2,
+    "folds": 2,
+    "fractions": [0.25, 1.0],
+    "seeds": 1,
+    "window_s": 20.0,
+    "hparams": {"conv_channels": 8, "n_conv_blocks": 3, "lstm_hidden": 16},
+}
+
+
+@dataclass
+class ExperimentsParams:
+    """The ``experiments:`` section of params.yaml; ``quick`` overrides any key for --quick.
+
+    Segmentation, model family, learning rate, synthetic physics, preprocessing and fine-tuning
+    options are the pipeline's own sections (features, model, train, synth, prepare, transfer,
+    pretrain); this section holds only what the experiments change."""
+
+    out: str = "reports/experiments"
+    stations: int = 200  # each synthetic corpus of the transfer experiments
+    events: int = 140
+    epochs: int = 12
+    batch_size: int = 32
+    patience: int = 4
+    pretrain_epochs: int = 8
+    folds: int = 3  # synth_to_real: station k-fold over the real records
+    fractions: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
+    seeds: int = 3  # training seeds; corpora and splits fixed
+    window_s: float | None = None  # null: features.window_s
+    hparams: dict | None = None  # null: model.hparams
+    region_b: dict = field(default_factory=lambda: dict(REGION_B))  # synth overrides
+    quick: dict = field(default_factory=lambda: dict(QUICK))
+
+    def quick_mode(self) -> ExperimentsParams:
+        values = {k: v for k, v in asdict(self).items() if k != "quick"}
+        return from_dict({**values, **self.quick}, ExperimentsParams, "experiments.quick")
 
 
 @dataclass(frozen=True)
 class Setup:
-    """Sizes of one experiment run (default or --quick)."""
+    """Everything one experiment run reads: its sizes and the pipeline's sections."""
 
     out: Path
-    stations: int = 200
-    events: int = 140
-    features: FeatureParams = FeatureParams()
-    model: ModelParams = ModelParams("cnn_lstm", {})
-    train: TrainParams = TrainParams(epochs=12, batch_size=32, patience=4)
-    pretrain_epochs: int = 8
-    folds: int = 3
-    fractions: tuple[float, ...] = FRACTIONS
-    seeds: int = 3
+    params: dict  # params.yaml (the sections below are read from it)
+    stations: int
+    events: int
+    features: FeatureParams
+    model: ModelParams
+    train: TrainParams
+    fine_tune: TransferParams
+    pretrain_epochs: int
+    folds: int
+    fractions: tuple[float, ...]
+    seeds: int
+    region_b: dict
     seed_index: int = 0  # which repetition runs: training seeds are train.seed + seed_index
 
     @property
@@ -89,20 +137,35 @@ class Setup:
         return self.work / "runs" / f"seed{self.seed_index}"
 
 
-QUICK_MODEL = ModelParams("cnn_lstm", {"conv_channels": 8, "n_conv_blocks": 3, "lstm_hidden": 16})
-
-
-def make_setup(out: str | Path, quick: bool, **sizes: int) -> Setup:
-    """Default (or --quick) sizes; ``sizes`` may override stations, events, epochs and seeds."""
-    setup = Setup(Path(out))
-    if quick:
-        train = replace(setup.train, epochs=2, patience=2)
-        setup = replace(setup, stations=24, events=10, train=train, pretrain_epochs=2, folds=2,
-                        fractions=(0.25, 1.0), features=FeatureParams(window_s=20.0),
-                        model=QUICK_MODEL, seeds=1)  # fmt: skip
-    if sizes.get("epochs"):
-        setup = replace(setup, train=replace(setup.train, epochs=sizes["epochs"]))
-    return replace(setup, **{k: sizes[k] for k in ("stations", "events", "seeds") if sizes.get(k)})
+def make_setup(
+    out: str | Path | None = None, quick: bool = False, params: dict | None = None, **sizes: int
+) -> Setup:
+    """The sizes of params.yaml's ``experiments`` (or its ``quick`` block) over the pipeline's
+    sections; ``sizes`` may override stations, events, epochs and seeds."""
+    params = params if params is not None else load_params()
+    exp = section(params, "experiments", ExperimentsParams)
+    exp = exp.quick_mode() if quick else exp
+    overrides = {k: v for k, v in sizes.items() if v}
+    exp = replace(exp, **{k: overrides[k] for k in ("stations", "events", "epochs", "seeds")
+                          if k in overrides})  # fmt: skip
+    features = section(params, "features", FeatureParams)
+    model = section(params, "model", ModelParams)
+    train = section(params, "train", TrainParams)
+    return Setup(
+        out=Path(out or exp.out),
+        params=params,
+        stations=exp.stations,
+        events=exp.events,
+        features=replace(features, window_s=exp.window_s or features.window_s),
+        model=replace(model, hparams=exp.hparams if exp.hparams is not None else model.hparams),
+        train=replace(train, epochs=exp.epochs, batch_size=exp.batch_size, patience=exp.patience),
+        fine_tune=section(params, "transfer", TransferParams),
+        pretrain_epochs=exp.pretrain_epochs,
+        folds=exp.folds,
+        fractions=tuple(exp.fractions),
+        seeds=exp.seeds,
+        region_b=dict(exp.region_b),
+    )
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -114,7 +177,7 @@ def synth_corpus(setup: Setup, seed: int, physics: dict | None = None) -> Path:
     from deepvs30.synth.generate import generate
 
     params = replace(
-        SynthParams(),
+        section(setup.params, "synth", SynthParams),
         n_stations=setup.stations,
         n_events=setup.events,
         seed=seed,
@@ -124,7 +187,7 @@ def synth_corpus(setup: Setup, seed: int, physics: dict | None = None) -> Path:
     data_dir, prepared_dir = setup.work / "data" / key, setup.work / "prepared" / key
     if not (data_dir / "metadata.csv").is_file():
         generate(params, data_dir)
-    return _prepared(data_dir, prepared_dir)
+    return _prepared(setup, data_dir, prepared_dir)
 
 
 def real_corpus(setup: Setup) -> Path:
@@ -132,44 +195,17 @@ def real_corpus(setup: Setup) -> Path:
     from deepvs30.ingest import IngestParams, ingest_paths
 
     root = Path(os.environ.get("DEEPVS30_REALDATA", "../shared/realdata")).resolve()
-    meta = root / "metadata" / "earthquake_selection_wheel"
     data_dir = setup.work / "data" / "real"
     if not (data_dir / "metadata.csv").is_file():
-        params = IngestParams(
-            afad_station_list=str(meta / "stations.xlsx"),
-            ngaw2_flatfile=str(meta / "NGA-West2_flatfile.csv"),
-        )
+        params = section(setup.params, "ingest", IngestParams)  # station tables of params.yaml
         ingest_paths([root], data_dir, params=params)
-    return _prepared(data_dir, setup.work / "prepared" / "real")
+    return _prepared(setup, data_dir, setup.work / "prepared" / "real")
 
 
-def _prepared(data_dir: Path, prepared_dir: Path) -> Path:
+def _prepared(setup: Setup, data_dir: Path, prepared_dir: Path) -> Path:
     if not (prepared_dir / "records.csv").is_file():
-        prepare(data_dir, prepared_dir, PrepareParams())
+        prepare(data_dir, prepared_dir, section(setup.params, "prepare", PrepareParams))
     return prepared_dir
-
-
-def derive_split(prepared_dir: Path, out_dir: Path, split: Callable[[pd.DataFrame], pd.Series]):
-    """A prepared folder sharing the waveforms of ``prepared_dir`` whose ``split`` column is
-    ``split(records)`` (train/val/test; anything else is unused)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    records = pd.read_csv(prepared_dir / "records.csv")
-    records["split"] = split(records).to_numpy()
-    records.to_csv(out_dir / "records.csv", index=False)
-    for name in ("prepare.json", "stations.csv"):
-        shutil.copy(prepared_dir / name, out_dir / name)
-    link = out_dir / "waveforms.npy"
-    link.unlink(missing_ok=True)  # a cached folder may point at an older corpus
-    link.symlink_to((prepared_dir / "waveforms.npy").resolve())
-    return out_dir
-
-
-def station_split(
-    records: pd.DataFrame, stations: dict[str, list], default: str = "none"
-) -> pd.Series:
-    """Per record, the part whose station list holds its station (else ``default``)."""
-    part = {station: name for name, members in stations.items() for station in members}
-    return records["station"].map(part).fillna(default)
 
 
 # --- one arm --------------------------------------------------------------------------------
@@ -239,11 +275,12 @@ def pretext_arm(setup: Setup, name: str, prepared_dir: Path) -> Arm:
     """Label-free pretext pre-training (nested MLflow run)."""
     from deepvs30.pretrain import PretrainParams, pretrain_and_log
 
-    params = PretrainParams(
-        seed=PretrainParams.seed + setup.seed_index,
+    pretrain = section(setup.params, "pretrain", PretrainParams)
+    params = replace(
+        pretrain,
+        seed=pretrain.seed + setup.seed_index,
         epochs=setup.pretrain_epochs,
         batch_size=setup.train.batch_size,
-        patience=5,
     )
     out_dir = setup.runs / name
     result = pretrain_and_log(
@@ -254,22 +291,19 @@ def pretext_arm(setup: Setup, name: str, prepared_dir: Path) -> Arm:
     return Arm(result.bundle, run_info["model_uri"], row, pd.DataFrame())
 
 
-FINE_TUNE = TransferParams(pretrained_lr_mult=0.3, warmup_epochs=1)
-
-
 # --- the experiments -------------------------------------------------------------------------
 
 
 def transfer_curve(setup: Setup) -> pd.DataFrame:
     source = synth_corpus(setup, seed=1)
-    target = synth_corpus(setup, seed=2, physics=REGION_B)
+    target = synth_corpus(setup, seed=2, physics=setup.region_b)
     pre = train_arm(setup, "source", source)
     rows = []
     for frac in setup.fractions:
         train = replace(setup.train, train_station_fraction=frac)
         scratch = train_arm(setup, f"target_only_{frac}", target, train=train)
         tuned = train_arm(setup, f"finetune_{frac}", target, train=train, init=pre,
-                          transfer=FINE_TUNE)  # fmt: skip
+                          transfer=setup.fine_tune)  # fmt: skip
         rows += [
             {**scratch.row, "method": "target only", "fraction": frac},
             {**tuned.row, "method": "pre-train + fine-tune", "fraction": frac},
@@ -304,9 +338,9 @@ def cross_cluster(setup: Setup, tune_fraction: float = 0.3) -> pd.DataFrame:
     arms = [
         evaluate_arm("zero_shot", pre.bundle, target, setup.train),
         train_arm(setup, "held_cluster_only", target),
-        train_arm(setup, "finetune", target, init=pre, transfer=FINE_TUNE),
+        train_arm(setup, "finetune", target, init=pre, transfer=setup.fine_tune),
         train_arm(setup, "finetune_freeze_cnn", target, init=pre,
-                  transfer=replace(FINE_TUNE, freeze="cnn")),
+                  transfer=replace(setup.fine_tune, freeze="cnn")),
     ]  # fmt: skip
     return pd.DataFrame([{**a.row, "held_cluster": held, "tune_stations": n_tune} for a in arms])
 
@@ -330,7 +364,7 @@ def synth_to_real(setup: Setup) -> pd.DataFrame:
         oof["target_only"].append(train_arm(setup, f"real_only_fold{k}", fold_dir, train=train)
                                   .stations)  # fmt: skip
         oof["finetune"].append(train_arm(setup, f"finetune_fold{k}", fold_dir, train=train,
-                                         init=pre, transfer=FINE_TUNE).stations)  # fmt: skip
+                                         init=pre, transfer=setup.fine_tune).stations)  # fmt: skip
         oof["zero_shot"].append(evaluate_arm("zs", pre.bundle, fold_dir, train).stations)
     rows = [_oof_row(name, pd.concat(frames)) for name, frames in oof.items()]
     median = pd.concat(oof["target_only"])
@@ -352,7 +386,7 @@ def _oof_row(name: str, stations: pd.DataFrame, column: str = "pred_mps") -> dic
 
 
 def ps_ablation(setup: Setup) -> pd.DataFrame:
-    target = synth_corpus(setup, seed=2, physics=REGION_B)
+    target = synth_corpus(setup, seed=2, physics=setup.region_b)
     pre = pretext_arm(setup, "pretext", target)
     rows = [pre.row]
     for ps in (False, True):
@@ -360,16 +394,14 @@ def ps_ablation(setup: Setup) -> pd.DataFrame:
         tag = "ps" if ps else "no_ps"
         scratch = train_arm(setup, f"scratch_{tag}", target, features=features)
         tuned = train_arm(setup, f"pretext_finetune_{tag}", target, features=features, init=pre,
-                          transfer=FINE_TUNE)  # fmt: skip
+                          transfer=setup.fine_tune)  # fmt: skip
         rows += [{**scratch.row, "ps_channel": ps}, {**tuned.row, "ps_channel": ps}]
     return pd.DataFrame(rows)
 
 
 def pipeline_config(setup: Setup) -> tuple[Path, FeatureParams, ModelParams, TrainParams]:
     """params.yaml's prepared folder, features, model and train (--quick: 2 epochs)."""
-    from deepvs30.config import load_params, section
-
-    params = load_params()
+    params = setup.params
     prepared = Path(section(params, "prepare", PrepareParams).out)
     if not (prepared / "records.csv").is_file():
         raise SystemExit(f"{prepared}: not prepared; run `make reproduce` first")
@@ -409,15 +441,15 @@ def headline(setup: Setup) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def headline_json(table: pd.DataFrame, path: Path) -> dict:
+def headline_json(table: pd.DataFrame, path: Path, params: dict) -> dict:
     """Mean and sd over seeds of every score of every arm, with the data version."""
-    from deepvs30.config import data_path, load_params
+    from deepvs30.config import data_path
     from deepvs30.tracking import data_version
 
     scores = [c for c in table.columns if c.startswith(("station_", "record_", "class_"))]
     out: dict = {
         "command": "make headline",
-        "data_version": data_version(data_path(load_params())),
+        "data_version": data_version(data_path(params)),
         "seeds": sorted(int(s) for s in table["seed"].unique()),
         "test_stations": int(table["test_stations"].iloc[0]),
     }
@@ -503,64 +535,32 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index().round(3)
 
 
-def plot(name: str, summary: pd.DataFrame, path: Path) -> Path:
-    """Station test MAPE per arm (mean over seeds, error bars one standard deviation)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    mean, sd = summary["station_mape_pct_mean"], summary["station_mape_pct_sd"].fillna(0.0)
-    if name == "transfer_curve":
-        curve = summary[summary["fraction"] > 0]
-        for method, group in curve.groupby("method"):
-            ax.errorbar(100 * group["fraction"], group["station_mape_pct_mean"],
-                        yerr=group["station_mape_pct_sd"].fillna(0.0), fmt="o-", capsize=3,
-                        label=method)  # fmt: skip
-        zero = summary[summary["fraction"] == 0]
-        if len(zero):
-            ax.axhline(zero["station_mape_pct_mean"].iloc[0], ls=":", c="gray", label="zero-shot")
-        full = curve[curve["fraction"] == curve["fraction"].max()]
-        ax.axhline(full["median_baseline_mape_pct"].iloc[0], ls="--", c="k",
-                   label="training median (100%)")  # fmt: skip
-        ax.set_xscale("log")
-        ax.set_xlabel("labelled target training stations (%)")
-    else:
-        ax.bar(summary["arm"], mean, yerr=sd, capsize=3, color="tab:blue")
-        for i, (m, r) in enumerate(zip(mean, summary["station_pearson_r_ln_mean"], strict=True)):
-            ax.text(i, m, f"r={r:.2f}", ha="center", va="bottom", fontsize=8)
-        ax.tick_params(axis="x", rotation=30)
-    seeds = int(summary["seeds"].max())
-    ax.set_ylabel(f"station test MAPE (%), mean of {seeds} seed(s)")
-    ax.set_title(name.replace("_", " "))
-    ax.legend(fontsize=8) if ax.get_legend_handles_labels()[0] else None
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def run_experiment(
-    name: str, out: str | Path = "reports/experiments", quick: bool = False, **sizes: int
-):
+    name: str,
+    out: str | Path | None = None,
+    quick: bool = False,
+    params: dict | None = None,
+    **sizes: int,
+) -> pd.DataFrame:
     """Run one experiment (each seed a nested MLflow run under one parent); returns the table
-    of every arm and seed. The summary over seeds is written beside it."""
+    of every arm and seed. The summary over seeds, its plot and ``<name>.json`` (the DVC
+    metrics: mean and sd of each arm's station MAPE) are written beside it."""
     import mlflow
 
-    from deepvs30 import tracking
+    from deepvs30 import plots, tracking
 
-    setup = make_setup(out, quick, **sizes)
+    setup = make_setup(out, quick, params, **sizes)
     shutil.rmtree(setup.work / "runs", ignore_errors=True)
     setup.out.mkdir(parents=True, exist_ok=True)
-    tracking.configure(MLFLOW)
+    mlflow_params = section(setup.params, "mlflow", MlflowParams)
+    tracking.configure(replace(mlflow_params, experiment=MLFLOW.experiment))
     t0 = time.perf_counter()
     with mlflow.start_run(run_name=f"exp-{name}{'-quick' if quick else ''}"):
         mlflow.set_tags({"experiment": name, "quick": str(quick),
                          "git_commit": tracking.git_commit()})  # fmt: skip
-        sizes = {"stations": setup.stations, "events": setup.events, "seeds": setup.seeds,
-                 "epochs": setup.train.epochs, "window_s": setup.features.window_s}  # fmt: skip
-        mlflow.log_params({**sizes, **{f"model.{k}": v for k, v in setup.model.hparams.items()}})
+        logged = {"stations": setup.stations, "events": setup.events, "seeds": setup.seeds,
+                  "epochs": setup.train.epochs, "window_s": setup.features.window_s}  # fmt: skip
+        mlflow.log_params({**logged, **{f"model.{k}": v for k, v in setup.model.hparams.items()}})
         tables = []
         for index in range(setup.seeds):
             seeded = replace(setup, seed_index=index)
@@ -575,31 +575,49 @@ def run_experiment(
         summary = summarise(table)
         summary_csv = csv.with_name(csv.stem + "_summary.csv")
         summary.to_csv(summary_csv, index=False)
-        png = plot(name, summary, csv.with_suffix(".png"))
-        for _, row in summary.iterrows():
-            label = row["arm"]
-            mlflow.log_metric(f"mape.{label}", float(row["station_mape_pct_mean"]))
-            if pd.notna(row["station_mape_pct_sd"]):  # undefined for one seed
-                mlflow.log_metric(f"mape_sd.{label}", float(row["station_mape_pct_sd"]))
-        for path in (csv, summary_csv, png):
+        metrics = summary_metrics_json(summary, csv.with_suffix(".json"))
+        png = plots.experiment_summary(name, summary, csv.with_suffix(".png"))
+        for label, scores in metrics["arms"].items():
+            mlflow.log_metric(f"mape.{label}", scores["station_mape_pct"])
+            if scores["station_mape_pct_sd"] is not None:  # undefined for one seed
+                mlflow.log_metric(f"mape_sd.{label}", scores["station_mape_pct_sd"])
+        for path in (csv, summary_csv, csv.with_suffix(".json"), png):
             mlflow.log_artifact(str(path))
         if name == "headline" and not quick:
-            headline_json(table, Path(HEADLINE_JSON))
+            headline_json(table, Path(HEADLINE_JSON), setup.params)
             mlflow.log_artifact(HEADLINE_JSON)
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deepvs30.experiments", description=__doc__)
+def summary_metrics_json(summary: pd.DataFrame, path: Path) -> dict:
+    """Each arm's station MAPE (mean, sd over seeds) and r: what `dvc exp show` compares."""
+    arms = {}
+    for _, row in summary.iterrows():
+        sd = row["station_mape_pct_sd"]
+        arms[str(row["arm"])] = {
+            "station_mape_pct": float(row["station_mape_pct_mean"]),
+            "station_mape_pct_sd": None if pd.isna(sd) else float(sd),
+            "station_pearson_r_ln": float(row["station_pearson_r_ln_mean"]),
+            "seeds": int(row["seeds"]),
+        }
+    out = {"arms": arms}
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("name", choices=sorted(EXPERIMENTS))
-    parser.add_argument("--out", default="reports/experiments")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, for tests")
+    parser.add_argument("--out", help="output folder (default: experiments.out of params.yaml)")
+    parser.add_argument("--quick", action="store_true", help="experiments.quick sizes (tests)")
     for size in ("stations", "events", "epochs", "seeds"):
-        parser.add_argument(f"--{size}", type=int, help=f"override the default {size}")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        parser.add_argument(f"--{size}", type=int, help=f"override experiments.{size}")
+
+
+def run(args: argparse.Namespace, params: dict) -> int:
     sizes = {k: getattr(args, k) for k in ("stations", "events", "epochs", "seeds")}
-    table = run_experiment(args.name, args.out, args.quick, **sizes)
+    table = run_experiment(args.name, args.out, args.quick, params, **sizes)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.round(3).to_string(index=False))
         print(summarise(table).to_string(index=False))
@@ -607,6 +625,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{HEADLINE_JSON} (the README's headline table):\n")
         print(headline_table(json.loads(Path(HEADLINE_JSON).read_text())))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m deepvs30.experiments NAME`` = ``deepvs30 experiment NAME``."""
+    from deepvs30.cli import main as cli_main
+
+    return cli_main(["experiment", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

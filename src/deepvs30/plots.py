@@ -191,3 +191,33 @@ def real_benchmark(oof: pd.DataFrame, summary: pd.DataFrame, best: str, out_dir:
            title="Real records, station-disjoint folds (green: baselines)")  # fmt: skip
     paths.append(_save(fig, out_dir / "real_arms.png"))
     return paths
+
+
+def experiment_summary(name: str, summary: pd.DataFrame, path: Path) -> Path:
+    """Station test MAPE per arm (mean over seeds, error bars one standard deviation)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    mean, sd = summary["station_mape_pct_mean"], summary["station_mape_pct_sd"].fillna(0.0)
+    if name == "transfer_curve":
+        curve = summary[summary["fraction"] > 0]
+        for method, group in curve.groupby("method"):
+            ax.errorbar(100 * group["fraction"], group["station_mape_pct_mean"],
+                        yerr=group["station_mape_pct_sd"].fillna(0.0), fmt="o-", capsize=3,
+                        label=method)  # fmt: skip
+        zero = summary[summary["fraction"] == 0]
+        if len(zero):
+            ax.axhline(zero["station_mape_pct_mean"].iloc[0], ls=":", c="gray", label="zero-shot")
+        full = curve[curve["fraction"] == curve["fraction"].max()]
+        ax.axhline(full["median_baseline_mape_pct"].iloc[0], ls="--", c="k",
+                   label="training median (100%)")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("labelled target training stations (%)")
+    else:
+        ax.bar(summary["arm"], mean, yerr=sd, capsize=3, color="tab:blue")
+        for i, (m, r) in enumerate(zip(mean, summary["station_pearson_r_ln_mean"], strict=True)):
+            ax.text(i, m, f"r={r:.2f}", ha="center", va="bottom", fontsize=8)
+        ax.tick_params(axis="x", rotation=30)
+    seeds = int(summary["seeds"].max())
+    ax.set_ylabel(f"station test MAPE (%), mean of {seeds} seed(s)")
+    ax.set_title(name.replace("_", " "))
+    ax.legend(fontsize=8) if ax.get_legend_handles_labels()[0] else None
+    return _save(fig, path)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,3 +187,29 @@ def check_unseen(
             f"it was trained on {prov.get('prepared')} (split {prov.get('split_column')}, "
             f"seed {prov.get('split_seed')}, data {prov.get('data_version')})"
         )
+
+
+# --- derived splits (experiments, real benchmark folds) ---------------------------------
+
+
+def derive_split(prepared_dir: Path, out_dir: Path, split: Callable[[pd.DataFrame], pd.Series]):
+    """A prepared folder sharing the waveforms of ``prepared_dir`` whose ``split`` column is
+    ``split(records)`` (train/val/test; anything else is unused)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = pd.read_csv(prepared_dir / "records.csv")
+    records["split"] = split(records).to_numpy()
+    records.to_csv(out_dir / "records.csv", index=False)
+    for name in ("prepare.json", "stations.csv"):
+        shutil.copy(prepared_dir / name, out_dir / name)
+    link = out_dir / "waveforms.npy"
+    link.unlink(missing_ok=True)  # a cached folder may point at an older corpus
+    link.symlink_to((prepared_dir / "waveforms.npy").resolve())
+    return out_dir
+
+
+def station_split(
+    records: pd.DataFrame, stations: dict[str, list], default: str = "none"
+) -> pd.Series:
+    """Per record, the part whose station list holds its station (else ``default``)."""
+    part = {station: name for name, members in stations.items() for station in members}
+    return records["station"].map(part).fillna(default)
