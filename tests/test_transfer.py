@@ -272,7 +272,10 @@ def test_experiment_quick_mode_end_to_end(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    table = run_experiment("ps_ablation", tmp_path / "exp", quick=True)
+    from deepvs30.config import load_params
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    table = run_experiment("ps_ablation", tmp_path / "exp", quick=True, params=params)
     assert {"scratch_ps", "pretext_finetune_ps", "scratch_no_ps"} <= set(table["arm"])
     assert (tmp_path / "exp" / "ps_ablation_quick.csv").is_file()
     assert (tmp_path / "exp" / "ps_ablation_quick.png").is_file()

@@ -19,10 +19,20 @@ import torch
 from deepvs30.config import from_dict
 from deepvs30.device import to_device
 from deepvs30.preprocess import PreprocessParams, preprocess_record, rescale_sample
-from deepvs30.segment import FeatureParams, SkipRecord, make_input
+from deepvs30.segment import (
+    FeatureParams,
+    SkipRecord,
+    hv_window_start,
+    make_input,
+    needs_arrivals,
+    needs_source,
+    pga_sample,
+    window_span,
+)
 from deepvs30.windows import Normaliser
 
 WEIGHTS = "model.pt"
+FALLBACK_DIR = "fallback"
 CONFIG = "config.json"
 # Bundles saved before min_record_s was stored: the served model assumed prepare's default
 # min_record_s, 10 s (the hard-coded MIN_RECORD_S pyfunc had then), and still does for them.
@@ -41,6 +51,9 @@ class ModelBundle:
     provenance: dict = field(default_factory=dict)
     # prepare.min_record_s of the training data: the model never saw shorter records
     min_record_s: float = field(kw_only=True)
+    # answers the records this model skips for want of P/S arrivals or of magnitude and
+    # distance (a model that needs neither); saved in the bundle's fallback/ folder
+    fallback: ModelBundle | None = field(default=None, kw_only=True)
 
     @property
     def device(self) -> torch.device:
@@ -51,6 +64,8 @@ class ModelBundle:
     def to(self, device: torch.device) -> ModelBundle:
         """Move the network to ``device`` (in place); returns the bundle."""
         self.network.to(device)
+        if self.fallback is not None:
+            self.fallback.to(device)
         return self
 
     @property
@@ -89,6 +104,8 @@ class ModelBundle:
         # CPU tensors: the bundle loads anywhere, whatever device trained it
         torch.save({k: v.cpu() for k, v in self.network.state_dict().items()}, out_dir / WEIGHTS)
         (out_dir / CONFIG).write_text(json.dumps(self.config(), indent=1))
+        if self.fallback is not None:
+            self.fallback.save(out_dir / FALLBACK_DIR)
         return out_dir
 
     @classmethod
@@ -115,6 +132,9 @@ class ModelBundle:
             network,
             config.get("provenance") or {},
             min_record_s=float(config.get("min_record_s", LEGACY_MIN_RECORD_S)),
+            fallback=cls.load(model_dir / FALLBACK_DIR)
+            if (model_dir / FALLBACK_DIR / CONFIG).is_file()
+            else None,
         )
 
     @torch.no_grad()
@@ -139,15 +159,33 @@ class ModelBundle:
         p_sample: float | None,
         s_sample: float | None,
         pga_at: int | None = None,
+        source: tuple[float | None, float | None] = (None, None),
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Normalised model input of one preprocessed record at the common rate."""
-        x, s = make_input(record, self.fs_hz, self.features, p_sample, s_sample, pga_at)
+        """Normalised model input of one preprocessed record at the common rate; ``source``:
+        its (magnitude, hypocentral distance in km), read by ``features.gmm_scalars``."""
+        x, s = make_input(
+            record, self.fs_hz, self.features, p_sample, s_sample, pga_at, source=source
+        )
         return self.normaliser.inputs(x, s)
 
     def predict_records(self, records: list[dict]) -> list[dict]:
         """Raw records → predictions. Each record: ``waveform_mps2`` (3, n) ZNE in m/s²,
-        ``sampling_rate_hz``, optional ``p_arrival_s``/``s_arrival_s`` from the record start.
-        Returns per record ``ln_vs30``, ``sigma_ln`` or ``skipped`` with the reason."""
+        ``sampling_rate_hz``, optional ``p_arrival_s``/``s_arrival_s`` from the record start,
+        ``magnitude`` and ``hyp_distance_km``.
+        Returns per record ``ln_vs30``, ``sigma_ln`` or ``skipped`` with the reason; records
+        skipped for want of arrivals or of magnitude and distance go to :attr:`fallback`, when
+        the bundle has one (their result then carries ``fallback: True``)."""
+        results = self._predict_own(records)
+        if self.fallback is None:
+            return results
+        retry = [i for i, r in enumerate(results) if _fallback_reason(r.get("skipped", ""))]
+        answers = self.fallback.predict_records([records[i] for i in retry])
+        for i, answer in zip(retry, answers, strict=True):
+            if "skipped" not in answer:
+                results[i] = {**answer, "fallback": True}
+        return results
+
+    def _predict_own(self, records: list[dict]) -> list[dict]:
         inputs, slots, results = [], [], []
         for rec in records:
             try:
@@ -164,7 +202,33 @@ class ModelBundle:
                 results[slot] = {"ln_vs30": float(mu), "sigma_ln": float(sd)}
         return results
 
+    def seen_window(self, rec: dict) -> SeenWindow:
+        """What the model sees of one raw record (a record of :meth:`predict_records`): the
+        preprocessed record, where its window lies, the window and scalars before
+        normalisation and the arrivals, by the same calls as the prediction.
+        :class:`SkipRecord` as there."""
+        record, p_sample, s_sample = self._preprocessed(rec)
+        source = (rec.get("magnitude"), rec.get("hyp_distance_km"))
+        x, scalars = make_input(
+            record, self.fs_hz, self.features, p_sample, s_sample, source=source
+        )
+        start, _ = window_span(record, self.fs_hz, self.features, p_sample, s_sample)
+        hv_span = None
+        if self.features.hv_bins:
+            from deepvs30.hvsr import window_bounds
+
+            hv_start = hv_window_start(self.fs_hz, self.features, pga_sample(record))
+            hv_span = window_bounds(
+                record.shape[1], self.fs_hz, hv_start, self.features.hv_window_s
+            )
+        return SeenWindow(record, self.fs_hz, start, x, scalars, p_sample, s_sample, hv_span)
+
     def _raw_input(self, rec: dict) -> tuple[np.ndarray, np.ndarray]:
+        source = (rec.get("magnitude"), rec.get("hyp_distance_km"))
+        return self.input_of(*self._preprocessed(rec), source=source)
+
+    def _preprocessed(self, rec: dict) -> tuple[np.ndarray, float | None, float | None]:
+        """The preprocessed record at the common rate and its P, S samples there."""
         fs_in_hz = float(rec["sampling_rate_hz"])
         waveform = np.asarray(rec["waveform_mps2"], dtype=np.float64)
         if waveform.ndim != 2 or waveform.shape[0] != 3:
@@ -174,7 +238,26 @@ class ModelBundle:
         record = preprocess_record(waveform, fs_in_hz, self.preprocess)
         p_sample = _seconds_to_sample(rec.get("p_arrival_s"), self.fs_hz)
         s_sample = _seconds_to_sample(rec.get("s_arrival_s"), self.fs_hz)
-        return self.input_of(record, p_sample, s_sample)
+        return record, p_sample, s_sample
+
+
+@dataclass(frozen=True)
+class SeenWindow:
+    """One record as the model sees it (:meth:`ModelBundle.seen_window`)."""
+
+    record_mps2: np.ndarray  # preprocessed (3, n) ZNE at fs_hz
+    fs_hz: float
+    start_sample: int  # first sample of the model window in the record (< 0: zero-padded)
+    x: np.ndarray  # the window before normalisation (in_channels, n_window); x[3]: P/S mask
+    scalars: np.ndarray  # the scalar inputs before normalisation (n_scalars,)
+    p_sample: float | None  # arrivals at fs_hz from the record start, as the model got them
+    s_sample: float | None
+    hv_span: slice | None  # the samples whose ln H/V the model reads (features.hv_bins > 0)
+
+
+def _fallback_reason(reason: str) -> bool:
+    """A skip that a model without P/S inputs or without the covariates would not make."""
+    return needs_arrivals(reason) or needs_source(reason)
 
 
 def _seconds_to_sample(seconds: float | None, fs_hz: float) -> float | None:

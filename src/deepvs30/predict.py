@@ -49,6 +49,9 @@ class Prediction:
     stations: pd.DataFrame
     skipped: pd.DataFrame
     model: str
+    # with keep_inputs: the model input frame of every record read (INPUT_COLUMNS) and the
+    # station coordinates (station_latitude_deg, station_longitude_deg), for the report
+    inputs: pd.DataFrame | None = None
 
 
 # --- raw files -> the model's input frame -----------------------------------------------
@@ -83,7 +86,9 @@ def read_inputs(
                 continue
             pairs += _sensor_filter(found, sensor, skipped)
     bar.close()
-    _unique_names(pairs)
+    from deepvs30.dataset import make_names_unique
+
+    make_names_unique(pairs)  # record ids are keys of the output
     return pairs, skipped
 
 
@@ -101,16 +106,6 @@ def _sensor_filter(
     return kept
 
 
-def _unique_names(pairs: list[tuple[dict, np.ndarray]]) -> None:
-    """Record ids are keys of the output: a repeated name gets .2, .3, ..."""
-    seen: dict[str, int] = {}
-    for meta, _ in pairs:
-        name = meta["trace_name"]
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1:
-            meta["trace_name"] = f"{name}.{seen[name]}"
-
-
 def _skip(source: str | Path, reason: str, meta: dict | None = None) -> dict:
     meta = meta or {}
     return {
@@ -126,13 +121,19 @@ def station_id(meta: dict) -> str:
 
 
 def _seconds(sample: object, fs_hz: float) -> float | None:
-    import numpy as np
+    value = _number(sample)
+    return None if value is None else value / fs_hz
+
+
+def _number(value: object) -> float | None:
+    """A finite float, or None (blank, NaN or text in the metadata)."""
+    import math
 
     try:
-        value = float(sample)  # type: ignore[arg-type]
+        number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
-    return value / fs_hz if np.isfinite(value) else None
+    return number if math.isfinite(number) else None
 
 
 def input_frame(pairs: list[tuple[dict, np.ndarray]]) -> pd.DataFrame:
@@ -150,6 +151,8 @@ def input_frame(pairs: list[tuple[dict, np.ndarray]]) -> pd.DataFrame:
             "sampling_rate_hz": fs_hz,
             "p_arrival_s": _seconds(meta.get("trace_p_arrival_sample"), fs_hz),
             "s_arrival_s": _seconds(meta.get("trace_s_arrival_sample"), fs_hz),
+            "magnitude": _number(meta.get("source_magnitude")),
+            "hyp_distance_km": _number(meta.get("path_hyp_distance_km")),
             "z": z, "n": n, "e": e,
         })  # fmt: skip
     from deepvs30.pyfunc import INPUT_COLUMNS
@@ -193,16 +196,22 @@ def predict_paths(
     model: str = "",
     fallback=None,
     fallback_model: str = "",
+    keep_inputs: bool = False,
 ) -> Prediction:
     """Predictions for every record under ``paths``. Records the model skips for want of P/S
     arrivals go to ``fallback`` (a model that reads no P/S information), when one is given;
-    the ``model`` column says which model answered each record."""
+    the ``model`` column says which model answered each record (a bundle that carries its own
+    fallback, :attr:`ModelBundle.fallback`, answers such records itself, named
+    ``MODEL (fallback)``). ``keep_inputs`` keeps the
+    input frame (waveforms, arrivals, coordinates) in the result, for the HTML report."""
+    import numpy as np
     import pandas as pd
 
     pairs, skipped = read_inputs(paths, fmt, stations, pick, sensor)
     frame = input_frame(pairs)
     out, rejected = predict_inputs(bundle, frame)
-    out = out.assign(model=model)
+    # rows the bundle's own fallback answered (ModelBundle.fallback) name it
+    out = out.assign(model=np.where(out["answered_by"] == "fallback", f"{model} (fallback)", model))
     if fallback is not None:
         out = _fall_back(out, frame, fallback, fallback_model)
     meta = _record_meta(pairs)
@@ -218,23 +227,48 @@ def predict_paths(
                         "station": row["station"], "reason": reason})  # fmt: skip
     skipped_df = pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS))
     records = used.reindex(columns=list(RECORD_COLUMNS)).reset_index(drop=True)
-    return Prediction(records, station_table(records, skipped_df), skipped_df, model)
+    inputs = frame.assign(**_coordinates(pairs)) if keep_inputs else None
+    return Prediction(records, station_table(records, skipped_df), skipped_df, model, inputs)
+
+
+def _coordinates(pairs: list[tuple[dict, np.ndarray]]) -> dict[str, list[float]]:
+    """Station latitude and longitude (degrees, NaN where unknown) of each record."""
+    import pandas as pd
+
+    return {
+        column: [float(pd.to_numeric(m.get(column), errors="coerce")) for m, _ in pairs]
+        for column in ("station_latitude_deg", "station_longitude_deg")
+    }
 
 
 def needs_ps(reason: str) -> bool:
     """A skip reason that a model without P/S information would not have."""
-    return "P/S" in reason or "no P arrival" in reason or "no S arrival" in reason
+    from deepvs30.segment import needs_arrivals
+
+    return needs_arrivals(reason)
+
+
+def needs_source(reason: str) -> bool:
+    """A skip reason that a model without the ground-motion covariates would not have."""
+    from deepvs30.segment import needs_source as _needs_source
+
+    return _needs_source(reason)
 
 
 def _fall_back(out: pd.DataFrame, frame: pd.DataFrame, fallback, fallback_model: str):
-    """Replace the rows skipped for missing P/S by the fallback model's answers."""
+    """Replace the rows skipped for missing P/S (or, for a model with ground-motion
+    covariates, missing magnitude or distance) by the fallback model's answers."""
     import pandas as pd
 
     if fallback.features.ps_channel or fallback.features.sp_scalar:
         from deepvs30.errors import ConfigError
 
         raise ConfigError(f"fallback model {fallback_model} reads P/S information itself")
-    missing = out["skipped"].fillna("").map(needs_ps)
+    if fallback.features.gmm_scalars:
+        from deepvs30.errors import ConfigError
+
+        raise ConfigError(f"fallback model {fallback_model} reads magnitude and distance itself")
+    missing = out["skipped"].fillna("").map(lambda r: needs_ps(r) or needs_source(r))
     if not missing.any():
         return out
     ids = set(out.loc[missing, "record_id"])
@@ -380,6 +414,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="cpu", help="auto | cpu | cuda | cuda:N | mps (default: cpu)"
     )
+    parser.add_argument(
+        "--report", metavar="DIR",
+        help="also write a static HTML report here (index.html, one page per station)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace, params: dict) -> int:
@@ -400,7 +438,7 @@ def run(args: argparse.Namespace, params: dict) -> int:
     fallback = _load(load_bundle, args.fallback_model).to(device) if args.fallback_model else None
     result = predict_paths(
         bundle, args.paths, args.input_format, stations, ingest.pick and not args.no_pick,
-        ingest.sensor, model, fallback, args.fallback_model or "",
+        ingest.sensor, model, fallback, args.fallback_model or "", keep_inputs=bool(args.report),
     )  # fmt: skip
     text = to_json(result) if args.format == "json" else to_csv(result)
     if args.out:
@@ -409,6 +447,18 @@ def run(args: argparse.Namespace, params: dict) -> int:
         print(summary_text(result))
     else:
         sys.stdout.write(text)
+    if args.report:
+        from deepvs30.prepare import PrepareParams
+        from deepvs30.report import write_report
+
+        bundles = {model: bundle, **({args.fallback_model: fallback} if fallback else {})}
+        if bundle.fallback is not None:
+            bundles[f"{model} (fallback)"] = bundle.fallback
+        hv = section(params, "prepare", PrepareParams).hv
+        report = write_report(result, bundles, args.report, hv)
+        if args.out and Path(args.out).resolve().is_relative_to(report.resolve()):
+            Path(args.out).write_text(text)  # the report replaced its folder, --out with it
+        print(f"report: {report / 'index.html'}", file=sys.stderr)
     return 0 if len(result.records) else 1
 
 

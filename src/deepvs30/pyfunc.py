@@ -23,6 +23,8 @@ INPUT_COLUMNS = (
     "sampling_rate_hz",
     "p_arrival_s",
     "s_arrival_s",
+    "magnitude",
+    "hyp_distance_km",
     "z",
     "n",
     "e",
@@ -37,6 +39,7 @@ OUTPUT_COLUMNS = (
     "vs30_p84_mps",
     "nehrp_class",
     "skipped",
+    "answered_by",  # model | fallback (the bundle's own, for records it cannot read)
 )
 BUNDLE_ARTIFACT = "bundle"
 # Records the model must not answer for (skipped with the reason): shorter than the bundle's
@@ -70,6 +73,8 @@ def records_from_frame(frame: pd.DataFrame) -> list[dict]:
                 "sampling_rate_hz": _sampling_rate(i, row["sampling_rate_hz"]),
                 "p_arrival_s": _optional(row.get("p_arrival_s")),
                 "s_arrival_s": _optional(row.get("s_arrival_s")),
+                "magnitude": _optional(row.get("magnitude")),
+                "hyp_distance_km": _optional(row.get("hyp_distance_km")),
             }
         )
     return records
@@ -151,6 +156,7 @@ def predict_frame(bundle: ModelBundle, frame: pd.DataFrame) -> pd.DataFrame:
                     "vs30_p84_mps": float(np.exp(mu + sd)),
                     "nehrp_class": str(nehrp_class(np.exp(mu))[0]),
                     "skipped": "",
+                    "answered_by": "fallback" if res.get("fallback") else "model",
                 }
             )
         rows.append(out)
@@ -199,6 +205,8 @@ def signature():
             ColSpec("double", "sampling_rate_hz"),
             ColSpec("double", "p_arrival_s", required=False),
             ColSpec("double", "s_arrival_s", required=False),
+            ColSpec("double", "magnitude", required=False),
+            ColSpec("double", "hyp_distance_km", required=False),
             ColSpec(Array("double"), "z"),
             ColSpec(Array("double"), "n"),
             ColSpec(Array("double"), "e"),
@@ -215,6 +223,7 @@ def signature():
             ColSpec("double", "vs30_p84_mps"),
             ColSpec("string", "nehrp_class"),
             ColSpec("string", "skipped"),
+            ColSpec("string", "answered_by", required=False),
         ]
     )
     return ModelSignature(inputs=inputs, outputs=outputs)

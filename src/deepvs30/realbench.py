@@ -44,12 +44,11 @@ import pandas as pd
 from deepvs30 import progress
 from deepvs30.config import section
 from deepvs30.errors import ConfigError
-from deepvs30.experiments import FINE_TUNE  # the transfer experiments' fine-tuning
 from deepvs30.inference import ModelBundle
 from deepvs30.metrics import nehrp_class, summary_metrics
 from deepvs30.prepare import load_prepared
 from deepvs30.segment import FeatureParams
-from deepvs30.split import check_unseen, provenance
+from deepvs30.split import check_unseen, derive_split, provenance
 from deepvs30.threads import NumThreads
 from deepvs30.train import ModelParams, TrainParams
 from deepvs30.transfer import TransferParams
@@ -63,9 +62,11 @@ OTHER_REGION = "other"
 
 # The defaults of RealParams are params.yaml's real: values (tests/test_params_defaults.py).
 # The default arms fit about 30 min on 2 CPU cores.
-DEFAULT_ARMS = ("median", "hv_f0", "hv_curve", "hv_curve_mlp", "hv_curve_zero_shot",
-                "hv_curve_finetune", "zero_shot", "real_only", "finetune")  # fmt: skip
-OTHER_SCHEME_ARMS = ("median", "hv_f0", "hv_curve_mlp", "hv_curve_finetune", "zero_shot")
+DEFAULT_ARMS = ("median", "hv_f0", "hv_curve", "hv_curve_mlp", "hv_curve_gmm",
+                "hv_curve_mlp_gmm", "hv_curve_zero_shot", "hv_curve_finetune", "zero_shot",
+                "real_only", "finetune")  # fmt: skip
+OTHER_SCHEME_ARMS = ("median", "hv_f0", "hv_curve_mlp", "hv_curve_mlp_gmm", "hv_curve_finetune",
+                     "zero_shot")  # fmt: skip
 
 
 def default_regions() -> dict[str, list[float]]:
@@ -250,9 +251,13 @@ class ArmSpec:
     transfer: TransferParams | None = None
     init: str = ""
     description: str = ""
+    # the arm whose model answers the records this one cannot read (no magnitude or distance)
+    fallback: str = ""
 
 
 HV_ONLY = {"segmentation": "pga_centred", "ps_channel": False, "window_s": 20.0}
+# + magnitude, ln distance, ln PGA: the station's amplification relative to the event (site term)
+HV_GMM = {**HV_ONLY, "gmm_scalars": True}
 LINEAR = {"hidden": 0, "dropout": 0.0}
 ARMS: dict[str, ArmSpec] = {
     "median": ArmSpec("baseline", description="median Vs30 of the training stations"),
@@ -269,6 +274,13 @@ ARMS: dict[str, ArmSpec] = {
                                  init="synthetic_hv",
                                  description="linear H/V model pre-trained on the synthetic "
                                              "corpus, fine-tuned on real"),
+    "hv_curve_gmm": ArmSpec("ridge", "hv_mlp", HV_GMM, LINEAR, fallback="hv_curve",
+                            description="ridge on the ln H/V curve + magnitude, ln distance "
+                                        "and ln PGA (real only)"),
+    "hv_curve_mlp_gmm": ArmSpec("train", "hv_mlp", HV_GMM, {"hidden": 16, "dropout": 0.2},
+                                fallback="hv_curve_mlp",
+                                description="small dense network on the ln H/V curve + "
+                                            "magnitude, ln distance and ln PGA (real only)"),
     "hv_curve_zero_shot": ArmSpec("zero_shot", init="synthetic_hv",
                                   description="linear H/V model of the synthetic corpus as is"),
     "real_only": ArmSpec("train", description="the pipeline's model, trained on real only"),
@@ -276,12 +288,12 @@ ARMS: dict[str, ArmSpec] = {
                             description="the pipeline's model + ln H/V curve scalars, real only"),
     "zero_shot": ArmSpec("zero_shot", init="synthetic",
                          description="the pipeline's synthetic-trained model as is"),
-    "finetune": ArmSpec("finetune", transfer=FINE_TUNE, init="synthetic",
+    "finetune": ArmSpec("finetune", transfer=TransferParams(), init="synthetic",
                         description="synthetic pre-training + real fine-tuning"),
-    "finetune_freeze_cnn": ArmSpec("finetune", transfer=replace(FINE_TUNE, freeze="cnn"),
+    "finetune_freeze_cnn": ArmSpec("finetune", transfer=replace(TransferParams(), freeze="cnn"),
                                    init="synthetic",
                                    description="as finetune, CNN feature extractor frozen"),
-    "finetune_hv": ArmSpec("finetune", features={"hv_bins": -1}, transfer=FINE_TUNE,
+    "finetune_hv": ArmSpec("finetune", features={"hv_bins": -1}, transfer=TransferParams(),
                            init="synthetic",
                            description="synthetic pre-training + real fine-tuning with the "
                                        "ln H/V curve scalars added to the head"),
@@ -459,8 +471,6 @@ def sigma_scale(stations: pd.DataFrame) -> float:
 
 def fold_folder(ctx: Context, records: pd.DataFrame, fold: Fold) -> Path:
     """A prepared folder sharing the real waveforms whose ``split`` is the fold's."""
-    from deepvs30.experiments import derive_split
-
     out = ctx.work / "folds" / f"{fold.scheme}_{fold.name}"
     return derive_split(ctx.prepared_dir, out, lambda r: fold.split.reindex(r.index))
 

@@ -29,12 +29,14 @@ from deepvs30.realbench import (
     Context,
     RealParams,
     arm_features,
+    arm_model,
     load_source,
     ridge_model,
     train_params,
     with_val,
 )
 from deepvs30.segment import FeatureParams
+from deepvs30.split import derive_split
 from deepvs30.tracking import MlflowParams
 from deepvs30.train import ModelParams, TrainResult
 
@@ -50,8 +52,6 @@ class RealModelParams:
 
 def all_stations_fold(prepared_dir: Path, out_dir: Path, params: RealParams) -> Path:
     """A prepared folder of every labelled real record: train, and val for early stopping."""
-    from deepvs30.experiments import derive_split
-
     _, records, _ = load_prepared(prepared_dir)
     split = pd.Series("train", index=records.index).where(records["vs30_mps"].notna(), "none")
     split = with_val(split, records, params.val_fraction, params.split_seed)
@@ -115,10 +115,14 @@ def train_real_model(params: dict) -> dict:
     if spec.kind == "ridge":
         fitter = lambda: TrainResult(ridge_model(fold_dir, arm_feats), [], 0, {},  # noqa: E731
                                      pd.DataFrame(), 0.0)  # fmt: skip
+    fallback = None
+    if spec.fallback:  # its fits go beside the model folder, not into it (logged as is)
+        fallback_ctx = replace(ctx, work=out_dir.parent / "real_fallback")
+        fallback = fallback_model(fallback_ctx, spec.fallback, fold_dir, bench)
     result = train_and_log(
         fold_dir, arm_feats, model, train, mlflow_params, real.data, out_dir, init=init,
         run_name=f"real-model:{arm}", transfer=spec.transfer,
-        sigma_scale=sigma_scale, fitter=fitter,
+        sigma_scale=sigma_scale, fitter=fitter, fallback=fallback,
     )  # fmt: skip
     figures = out_dir / "benchmark_metrics.json"
     chosen_on = benchmark_figures(bench, arm)
@@ -134,7 +138,18 @@ def train_real_model(params: dict) -> dict:
     rule = replace(rule, reevaluate=False)
     decision = promotion.promote(client, cfg.registered_model, rule, None, why)
     return {**info, "arm": arm, "best_epoch": result.best_epoch, "sigma_scale": scale,
+            "fallback_arm": spec.fallback or None,
             "promotion": decision.action, "reason": decision.reason}  # fmt: skip
+
+
+def fallback_model(ctx: Context, arm: str, fold_dir: Path, bench: dict):
+    """The arm that answers the records the chosen one cannot read (e.g. miniSEED without
+    event information for a model reading magnitude and distance), trained on the same
+    stations and calibrated by its own out-of-fold factor; stored inside the real model."""
+    bundle = arm_model(ctx, arm, fold_dir, ctx.params.split_seed)
+    scale = (bench.get("sigma_scale") or {}).get(arm) or 1.0
+    bundle.normaliser.sigma_scale = float(scale) if scale == scale else 1.0  # NaN: uncalibrated
+    return bundle
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,6 +17,13 @@ S-wave train, so this is an S window that needs no picks (predict never skips a 
 With ``amplitude: per_record`` each window is divided by its own peak, so that absolute
 amplitude (which carries magnitude and distance, not site) is not a shortcut; the ratios
 between components (H/V) are kept.
+
+``gmm_scalars`` adds the record's magnitude, ln hypocentral distance (km) and ln PGA (m/s²,
+peak horizontal vector acceleration of the preprocessed record) as scalars: the covariates of a
+ground-motion model, with which a model can read the station's amplification relative to what
+the event and distance predict (the site term, through which Vs30 enters ground-motion
+models) instead of amplitude alone. A record without magnitude or distance is skipped with
+that reason (``predict --fallback-model`` answers it with a model that does not need them).
 """
 
 from __future__ import annotations
@@ -30,10 +37,22 @@ HV_FMIN_HZ, HV_FMAX_HZ, HV_KO_BANDWIDTH = 0.5, 20.0, 40.0
 SEGMENTATIONS = ("p_centred", "pga_centred", "s_start", "whole")
 REPRESENTATIONS = ("waveform", "spectrogram")
 AMPLITUDES = ("per_record", "absolute")
+N_GMM_SCALARS = 3  # magnitude, ln hypocentral distance (km), ln PGA (m/s²)
+MISSING_SOURCE = "no magnitude or hypocentral distance (features.gmm_scalars)"
 
 
 class SkipRecord(Exception):  # noqa: N818 - a control-flow signal with a reason, not an error
     """A record that this segmentation cannot use (the reason is counted and reported)."""
+
+
+def needs_arrivals(reason: str) -> bool:
+    """A skip reason that a model without P/S information would not have."""
+    return "P/S" in reason or "no P arrival" in reason or "no S arrival" in reason
+
+
+def needs_source(reason: str) -> bool:
+    """A skip reason that a model without the ground-motion covariates would not have."""
+    return "features.gmm_scalars" in reason
 
 
 @dataclass(frozen=True)
@@ -48,6 +67,7 @@ class FeatureParams:
     hv_bins: int = 0  # ln H/V curve at this many frequencies as scalars (0 = off)
     hv_window_s: float = 40.0
     hv_pre_pga_s: float = 5.0
+    gmm_scalars: bool = False  # magnitude, ln hypocentral distance (km), ln PGA (m/s²)
 
     def __post_init__(self) -> None:
         from deepvs30.errors import ConfigError
@@ -73,7 +93,7 @@ class FeatureParams:
 
     @property
     def n_scalars(self) -> int:
-        return int(self.sp_scalar) + self.hv_bins
+        return int(self.sp_scalar) + self.hv_bins + N_GMM_SCALARS * int(self.gmm_scalars)
 
     def n_samples(self, fs_hz: float) -> int:
         return int(round(self.window_s * fs_hz))
@@ -110,6 +130,22 @@ def window_start(
     return offset  # whole
 
 
+def window_span(
+    record: np.ndarray,
+    fs_hz: float,
+    params: FeatureParams,
+    p_sample: float | None,
+    s_sample: float | None,
+    pga_at: int | None = None,
+) -> tuple[int, int]:
+    """First sample (may be < 0: zero-padded) and length in samples of the model window of a
+    preprocessed record; :class:`SkipRecord` when the segmentation needs a missing arrival."""
+    n_window = params.n_samples(fs_hz)
+    if pga_at is None and params.segmentation == "pga_centred":
+        pga_at = pga_sample(record)
+    return window_start(n_window, fs_hz, params, p_sample, s_sample, pga_at), n_window
+
+
 def make_input(
     record: np.ndarray,
     fs_hz: float,
@@ -118,10 +154,12 @@ def make_input(
     s_sample: float | None,
     pga_at: int | None = None,
     ln_hv: np.ndarray | None = None,
+    source: tuple[float | None, float | None] = (None, None),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cut the model input from a preprocessed record (3, n) at ``fs_hz``.
 
     ``ln_hv``: the record's :func:`ln_hv_scalars`, when the caller has them cached.
+    ``source``: the record's (magnitude, hypocentral distance in km), read by ``gmm_scalars``.
     Returns ``x`` float32 (in_channels, n_window) and ``scalars`` float32 (n_scalars,).
     Raises :class:`SkipRecord` with the reason when the record cannot be used.
     """
@@ -130,10 +168,9 @@ def make_input(
             raise SkipRecord("no P/S arrivals (P/S information requested)")
         if s_sample <= p_sample:
             raise SkipRecord("S arrival not after P arrival")
-    n_window = params.n_samples(fs_hz)
-    if pga_at is None and params.segmentation == "pga_centred":
-        pga_at = pga_sample(record)
-    start = window_start(n_window, fs_hz, params, p_sample, s_sample, pga_at)
+    if params.gmm_scalars and not all(v is not None and np.isfinite(v) for v in source):
+        raise SkipRecord(MISSING_SOURCE)
+    start, n_window = window_span(record, fs_hz, params, p_sample, s_sample, pga_at)
     x = np.zeros((params.in_channels, n_window), dtype=np.float32)
     x[:3] = _cut(record, start, n_window)
     if params.amplitude == "per_record":
@@ -153,8 +190,23 @@ def make_input(
             ln_hv = ln_hv_scalars(
                 record, fs_hz, params, pga_sample(record) if pga_at is None else pga_at
             )
-        scalars[int(params.sp_scalar) :] = ln_hv
+        scalars[int(params.sp_scalar) : int(params.sp_scalar) + params.hv_bins] = ln_hv
+    if params.gmm_scalars:
+        at = pga_sample(record) if pga_at is None else pga_at
+        scalars[-N_GMM_SCALARS:] = gmm_covariates(record, at, *source)
     return x, scalars
+
+
+def gmm_covariates(
+    record: np.ndarray, pga_at: int, magnitude: float, hyp_distance_km: float
+) -> np.ndarray:
+    """Magnitude, ln hypocentral distance (km) and ln PGA (m/s²) of a preprocessed record;
+    PGA is the horizontal vector acceleration at ``pga_at`` (:func:`pga_sample`)."""
+    pga_mps2 = float(np.hypot(record[1, pga_at], record[2, pga_at]))
+    if not np.isfinite(pga_mps2) or pga_mps2 <= 0:
+        raise SkipRecord("no horizontal signal (features.gmm_scalars)")
+    ln_r = np.log(max(float(hyp_distance_km), 1.0))  # 1 km floor: a site on the hypocentre
+    return np.array([magnitude, ln_r, np.log(pga_mps2)], dtype=np.float32)
 
 
 def ln_hv_scalars(
@@ -168,9 +220,14 @@ def ln_hv_scalars(
         window_s=params.hv_window_s, fmin_hz=HV_FMIN_HZ, fmax_hz=HV_FMAX_HZ,
         n_freqs=params.hv_bins, ko_bandwidth=HV_KO_BANDWIDTH,
     )  # fmt: skip
-    start = int(pga_at - round(params.hv_pre_pga_s * fs_hz))
-    _, ratio = hv_curve(record, fs_hz, start, hv)
+    _, ratio = hv_curve(record, fs_hz, hv_window_start(fs_hz, params, pga_at), hv)
     return np.log(np.maximum(ratio, 1e-6)).astype(np.float32)
+
+
+def hv_window_start(fs_hz: float, params: FeatureParams, pga_at: int) -> int:
+    """First sample of the window whose ln H/V are the scalars: ``hv_pre_pga_s`` before the PGA
+    (:func:`deepvs30.hvsr.window_bounds` keeps it inside the record)."""
+    return int(pga_at - round(params.hv_pre_pga_s * fs_hz))
 
 
 def _cut(record: np.ndarray, start: int, n_window: int) -> np.ndarray:

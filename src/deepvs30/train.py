@@ -428,10 +428,12 @@ def train_and_log(
     transfer: TransferParams | None = None,
     sigma_scale: float = 1.0,
     fitter: Callable[[], TrainResult] | None = None,
+    fallback: ModelBundle | None = None,
 ) -> TrainResult:
     """fit() inside an MLflow run: params, per-epoch metrics, the pyfunc model, lineage.
     ``sigma_scale`` calibrates the model's predicted sigma (from out-of-fold coverage);
-    ``fitter`` replaces fit() for models fitted otherwise (the closed-form ridge H/V model)."""
+    ``fitter`` replaces fit() for models fitted otherwise (the closed-form ridge H/V model);
+    ``fallback`` is stored in the bundle (:attr:`ModelBundle.fallback`) and logged with it."""
     import mlflow
 
     from deepvs30 import tracking
@@ -470,6 +472,9 @@ def train_and_log(
             result = fit(prepared_dir, features, model, train, on_epoch=log_epoch, init=init,
                          transfer=transfer)  # fmt: skip
         result.bundle.normaliser.sigma_scale = sigma_scale
+        result.bundle.fallback = fallback
+        if fallback is not None:
+            mlflow.set_tag("fallback_model_family", fallback.model_name)
         result.bundle.save(out_dir)
         pd.DataFrame(result.history).to_csv(out_dir / "history.csv", index=False)
         result.skipped.to_csv(out_dir / "skipped.csv", index=False)

@@ -29,6 +29,7 @@ def window_of(waves: np.ndarray, rec: pd.Series, fs_hz: float, features: Feature
         _opt(rec["p_sample"]),
         _opt(rec["s_sample"]),
         int(rec["pga_sample"]),
+        source=(_opt(rec.get("magnitude")), _opt(rec.get("hyp_distance_km"))),
     )
 
 
@@ -144,12 +145,19 @@ class WindowDataset(torch.utils.data.Dataset):
         self._p = self.records["p_sample"].to_numpy(dtype=np.float64)
         self._s = self.records["s_sample"].to_numpy(dtype=np.float64)
         self._pga = self.records["pga_sample"].to_numpy(dtype=np.int64)
+        self._source = np.column_stack([self._column("magnitude"), self._column("hyp_distance_km")])
         self._ln_hv: dict[
             int, np.ndarray
         ] = {}  # H/V scalars: one spectrum per record, not per epoch
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def _column(self, name: str) -> np.ndarray:
+        """A float column of the records (NaN where absent: a dataset without it)."""
+        if name not in self.records:
+            return np.full(len(self.records), np.nan)
+        return pd.to_numeric(self.records[name], errors="coerce").to_numpy(dtype=np.float64)
 
     def __getitem__(self, i: int):
         record = self.waves[self._row[i], :, : self._n[i]]
@@ -163,6 +171,7 @@ class WindowDataset(torch.utils.data.Dataset):
             _finite(self._s[i]),
             int(self._pga[i]),
             self._ln_hv.get(i),
+            (_finite(self._source[i, 0]), _finite(self._source[i, 1])),
         )
         x, s = self.normaliser.inputs(x, s)
         return torch.from_numpy(x), torch.from_numpy(s), torch.tensor(self.targets[i])
