@@ -13,7 +13,7 @@ export DEEPVS30_REALDATA ?= $(abspath $(CURDIR)/../shared/realdata)
 WORKERS ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: help venv data reproduce test tune ui dashboard promote bench lint clean real-benchmark real-model
+.PHONY: help venv data reproduce test tune ui dashboard promote bench lint clean real-benchmark real-model report-screenshots ui-screenshots
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -73,6 +73,24 @@ promote: $(STAMP) ## move the champion alias if the challenger is better (params
 bench: $(STAMP) ## speed, memory and scaling benchmarks -> bench/results.json
 	deepvs30 bench $(if $(QUICK),--quick,)
 
+# The README's report screenshots: `deepvs30 predict --report` on two K-NET event archives of the
+# real records (42 stations), photographed by headless Chromium (bash .ci/chromium-setup.sh).
+SHOT_MODEL ?= models:/deepvs30-real@champion
+SHOT_RECORDS ?= $(DEEPVS30_REALDATA)/knet_kiknet_dscp_sevov/20250330101800.knt.tar.gz \
+  $(DEEPVS30_REALDATA)/knet_kiknet_dscp_sevov/20250328035000.knt.tar.gz
+SHOT_REPORT ?= reports/predict_report
+report-screenshots: $(STAMP) ## docs/img/report-{index,station}.png from a predict report (SHOT_MODEL=..., SHOT_RECORDS=...)
+	deepvs30 predict --model $(SHOT_MODEL) $(SHOT_RECORDS) --out $(SHOT_REPORT).csv --report $(SHOT_REPORT)
+	python -m deepvs30.report --screenshot $(SHOT_REPORT) --out docs/img $(if $(SHOT_STATION),--station-page station-$(SHOT_STATION).html,)
+
+# The README's MLflow model card and Optuna dashboard screenshots: mlflow ui over mlflow.db (the
+# latest version of mlflow.registered_model) and optuna-dashboard over the study storage of
+# `make dashboard`, photographed by headless Chromium. UI_SHOT_ARGS="--storage URL --study NAME
+# --model NAME --version N --only model-card|dashboard" points them elsewhere.
+UI_SHOT_ARGS ?=
+ui-screenshots: $(STAMP) ## docs/img/model-card.png, docs/img/dashboard-*.png (after reproduce and tune)
+	python -m deepvs30.screenshots --out docs/img $(UI_SHOT_ARGS)
+
 lint: $(STAMP) ## ruff
 	ruff check src tests
 	ruff format --check src tests
@@ -81,17 +99,19 @@ clean: ## remove prepared artefacts, models and reports (keeps data/, mlflow.db 
 	rm -rf prepared models reports metrics.json prepared_real
 
 EXP_ARGS = $(if $(QUICK),--quick,) $(if $(SEEDS),--seeds $(SEEDS),)
+# each experiment is a dvc.yaml stage (exp_NAME); QUICK=1 or SEEDS=n run a variant outside DVC
+exp_run = $(if $(strip $(EXP_ARGS)),deepvs30 experiment $(1) $(EXP_ARGS),dvc repro exp_$(1))
 .PHONY: headline
 headline: $(STAMP) ## the README's headline table: the pipeline's model over 3 training seeds -> headline.json (after reproduce)
-	python -m deepvs30.experiments headline $(EXP_ARGS)
+	$(call exp_run,headline)
 .PHONY: exp-rivals exp-transfer-curve exp-cross-cluster exp-synth-to-real exp-ps-ablation
 exp-rivals: $(STAMP) ## the pipeline's model beside the cnn, lstm, transformer rivals and without P/S (after reproduce)
-	python -m deepvs30.experiments rivals $(EXP_ARGS)
+	$(call exp_run,rivals)
 exp-transfer-curve: $(STAMP) ## transfer experiment: target-only vs pre-train+fine-tune as target stations shrink
-	python -m deepvs30.experiments transfer_curve $(EXP_ARGS)
+	$(call exp_run,transfer_curve)
 exp-cross-cluster: $(STAMP) ## transfer experiment: pre-train on other clusters, fine-tune on a held-out one
-	python -m deepvs30.experiments cross_cluster $(EXP_ARGS)
+	$(call exp_run,cross_cluster)
 exp-synth-to-real: $(STAMP) ## transfer experiment: synthetic pre-training, zero-shot and fine-tuned on real records
-	python -m deepvs30.experiments synth_to_real $(EXP_ARGS)
+	$(call exp_run,synth_to_real)
 exp-ps-ablation: $(STAMP) ## transfer experiment: with and without the P/S channel, scratch vs pretext pre-training
-	python -m deepvs30.experiments ps_ablation $(EXP_ARGS)
+	$(call exp_run,ps_ablation)
