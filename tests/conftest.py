@@ -21,3 +21,15 @@ def tiny_dataset(tmp_path_factory) -> Path:
     from tiny_dataset import make_tiny_dataset
 
     return make_tiny_dataset(tmp_path_factory.mktemp("tiny") / "data")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, tiny_dataset):
+    """The tiny trained, logged models of tests/model_fixture.py (shared across the session's
+    modules), built with no MLflow tracking or registry URI from the environment."""
+    from model_fixture import shared_models
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
+        yield shared_models(tmp_path_factory, tiny_dataset)

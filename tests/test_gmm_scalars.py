@@ -113,8 +113,9 @@ def test_served_model_reads_the_covariates_as_training_did(prepared, tiny_datase
 
 
 def test_records_without_magnitude_fall_back_to_a_model_without_covariates(prepared) -> None:
-    from deepvs30.errors import ConfigError
-    from deepvs30.predict import _fall_back, predict_inputs
+    """--fallback-model answers what the covariate model cannot; a fallback that itself reads
+    the covariates is accepted and hands those records on to its own fallback."""
+    from deepvs30.predict import predict_inputs, with_fallback
     from deepvs30.realbench import ridge_model
 
     hv = FeatureParams(segmentation="pga_centred", ps_channel=False, window_s=10.0, hv_bins=8,
@@ -123,11 +124,14 @@ def test_records_without_magnitude_fall_back_to_a_model_without_covariates(prepa
     frame = known_and_unknown_magnitude(seed=1)
     out, _ = predict_inputs(main, frame)
     assert out.set_index("record_id").loc["unknown", "skipped"] == MISSING_SOURCE
-    out = _fall_back(out.assign(model="main"), frame, fallback, "fallback").set_index("record_id")
-    assert out.loc["known", "model"] == "main" and out.loc["unknown", "model"] == "fallback"
+    out, _ = predict_inputs(with_fallback(main, fallback, "fallback"), frame)
+    out = out.set_index("record_id")
+    assert out.loc["known", "answered_by"] == "model"
+    assert out.loc["unknown", "answered_by"] == "fallback"
     assert (out["skipped"] == "").all() and (out["vs30_mps"] > 0).all()
-    with pytest.raises(ConfigError, match="magnitude and distance"):
-        _fall_back(out.reset_index(), frame, main, "gmm model")
+    chained = with_fallback(main, replace(main, fallback=fallback), "gmm model")
+    again, _ = predict_inputs(chained, frame)
+    np.testing.assert_allclose(again["ln_vs30"], out.loc[again["record_id"], "ln_vs30"])
 
 
 def test_a_bundle_carries_its_own_fallback_through_save_and_load(prepared, tmp_path) -> None:

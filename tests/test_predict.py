@@ -17,19 +17,11 @@ import pytest
 from deepvs30.cli import main
 from deepvs30.metrics import NEHRP_CLASSES
 from deepvs30.pyfunc import InputError, Vs30PyFunc, predict_frame, records_from_frame
-from model_fixture import served_champion, shared_models
+from model_fixture import served_champion
 
 AFAD_MAT = "afad_cnnlstm_deepeq"
 BODRUM = "afad_bodrum2017_erdemkose/data/20_07_2017_bodrum"
 KNET = "gmprocess_testdata/knet/us2000cnnl"
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory, tiny_dataset):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
-        yield shared_models(tmp_path_factory, tiny_dataset)
 
 
 @pytest.fixture(autouse=True)
@@ -229,7 +221,7 @@ def test_records_without_arrivals_fall_back_to_a_model_without_ps(
     from dataclasses import replace
 
     from deepvs30.errors import ConfigError
-    from deepvs30.predict import _fall_back, predict_inputs
+    from deepvs30.predict import predict_inputs, with_fallback
     from deepvs30.prepare import PrepareParams, prepare
     from deepvs30.realbench import ridge_model
     from deepvs30.segment import FeatureParams
@@ -242,12 +234,12 @@ def test_records_without_arrivals_fall_back_to_a_model_without_ps(
     fallback = ridge_model(prepared, hv_features)
     frame = pd.DataFrame([row(), row(p_arrival_s=None, s_arrival_s=None), row(samples=500)])
     frame["record_id"] = ["picked", "no_picks", "short"]
-    out, _ = predict_inputs(bundle, frame)
-    out = _fall_back(out.assign(model="main"), frame, fallback, "fallback")
+    out, _ = predict_inputs(with_fallback(bundle, fallback, "fallback"), frame)
     by_id = out.set_index("record_id")
-    assert by_id.loc["picked", "model"] == "main" and by_id.loc["picked", "skipped"] == ""
-    assert by_id.loc["no_picks", "model"] == "fallback" and by_id.loc["no_picks", "skipped"] == ""
+    assert by_id.loc["picked", "answered_by"] == "model" and by_id.loc["picked", "skipped"] == ""
+    assert by_id.loc["no_picks", "answered_by"] == "fallback"
+    assert by_id.loc["no_picks", "skipped"] == ""
     assert 80 < by_id.loc["no_picks", "vs30_mps"] < 3000
     assert "shorter than" in by_id.loc["short", "skipped"]  # not a P/S reason: still skipped
     with pytest.raises(ConfigError, match="reads P/S"):
-        _fall_back(out, frame, replace(fallback, features=FeatureParams()), "ps model")
+        with_fallback(bundle, replace(fallback, features=FeatureParams()), "ps model")

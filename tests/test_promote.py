@@ -13,7 +13,7 @@ import pytest
 
 from deepvs30.cli import main
 from deepvs30.promote import PromoteParams, Scores, decide
-from model_fixture import BIAS_LN, TinyModels, shared_models
+from model_fixture import BIAS_LN, TinyModels
 
 PARAMS = PromoteParams(margin_pct=1.0, max_std_ln_increase=0.0)
 
@@ -54,14 +54,6 @@ def test_worse_or_nan_challenger_is_not() -> None:
 
 
 # --- the registry -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory, tiny_dataset):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
-        yield shared_models(tmp_path_factory, tiny_dataset)
 
 
 @pytest.fixture(autouse=True)

@@ -26,7 +26,6 @@ from deepvs30.pyfunc import records_from_frame
 from deepvs30.readers.stations import StationTable, load_station_csv
 from deepvs30.report import page_names, station_views, write_report
 from deepvs30.segment import pga_sample
-from model_fixture import shared_models
 from report_helpers import STATION_CSV, build_report, frames
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -77,14 +76,6 @@ class Page(HTMLParser):
             self._cell[0] += data
         for _, _, parts in self._open_ids:
             parts.append(data)
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory, tiny_dataset):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
-        yield shared_models(tmp_path_factory, tiny_dataset)
 
 
 @pytest.fixture(scope="module")

@@ -24,19 +24,11 @@ import pytest
 
 from deepvs30.cli import main
 from deepvs30.predict import input_frame, read_inputs
-from model_fixture import served_champion, shared_models
+from model_fixture import served_champion
 
 START_TIMEOUT_S = 120
 AFAD_MAT = "afad_cnnlstm_deepeq"
 pytestmark = pytest.mark.realdata
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory, tiny_dataset):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
-        yield shared_models(tmp_path_factory, tiny_dataset)
 
 
 def free_port() -> int:

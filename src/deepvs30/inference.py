@@ -24,8 +24,6 @@ from deepvs30.segment import (
     SkipRecord,
     hv_window_start,
     make_input,
-    needs_arrivals,
-    needs_source,
     pga_sample,
     window_span,
 )
@@ -172,20 +170,8 @@ class ModelBundle:
         """Raw records → predictions. Each record: ``waveform_mps2`` (3, n) ZNE in m/s²,
         ``sampling_rate_hz``, optional ``p_arrival_s``/``s_arrival_s`` from the record start,
         ``magnitude`` and ``hyp_distance_km``.
-        Returns per record ``ln_vs30``, ``sigma_ln`` or ``skipped`` with the reason; records
-        skipped for want of arrivals or of magnitude and distance go to :attr:`fallback`, when
-        the bundle has one (their result then carries ``fallback: True``)."""
-        results = self._predict_own(records)
-        if self.fallback is None:
-            return results
-        retry = [i for i, r in enumerate(results) if _fallback_reason(r.get("skipped", ""))]
-        answers = self.fallback.predict_records([records[i] for i in retry])
-        for i, answer in zip(retry, answers, strict=True):
-            if "skipped" not in answer:
-                results[i] = {**answer, "fallback": True}
-        return results
-
-    def _predict_own(self, records: list[dict]) -> list[dict]:
+        Returns per record ``ln_vs30``, ``sigma_ln`` or ``skipped`` with the reason (the
+        served model, :func:`deepvs30.pyfunc.predict_frame`, hands some to :attr:`fallback`)."""
         inputs, slots, results = [], [], []
         for rec in records:
             try:
@@ -253,11 +239,6 @@ class SeenWindow:
     p_sample: float | None  # arrivals at fs_hz from the record start, as the model got them
     s_sample: float | None
     hv_span: slice | None  # the samples whose ln H/V the model reads (features.hv_bins > 0)
-
-
-def _fallback_reason(reason: str) -> bool:
-    """A skip that a model without P/S inputs or without the covariates would not make."""
-    return needs_arrivals(reason) or needs_source(reason)
 
 
 def _seconds_to_sample(seconds: float | None, fs_hz: float) -> float | None:

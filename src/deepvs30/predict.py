@@ -199,21 +199,21 @@ def predict_paths(
     keep_inputs: bool = False,
 ) -> Prediction:
     """Predictions for every record under ``paths``. Records the model skips for want of P/S
-    arrivals go to ``fallback`` (a model that reads no P/S information), when one is given;
-    the ``model`` column says which model answered each record (a bundle that carries its own
-    fallback, :attr:`ModelBundle.fallback`, answers such records itself, named
-    ``MODEL (fallback)``). ``keep_inputs`` keeps the
-    input frame (waveforms, arrivals, coordinates) in the result, for the HTML report."""
+    arrivals or of magnitude and distance go to ``fallback`` (a model that reads no P/S
+    information) when one is given, else to the bundle's own :attr:`ModelBundle.fallback`;
+    the ``model`` column says which model answered each record (:func:`fallback_name`).
+    ``keep_inputs`` keeps the input frame (waveforms, arrivals, coordinates) in the result,
+    for the HTML report."""
     import numpy as np
     import pandas as pd
 
     pairs, skipped = read_inputs(paths, fmt, stations, pick, sensor)
     frame = input_frame(pairs)
-    out, rejected = predict_inputs(bundle, frame)
-    # rows the bundle's own fallback answered (ModelBundle.fallback) name it
-    out = out.assign(model=np.where(out["answered_by"] == "fallback", f"{model} (fallback)", model))
     if fallback is not None:
-        out = _fall_back(out, frame, fallback, fallback_model)
+        bundle = with_fallback(bundle, fallback, fallback_model)
+    out, rejected = predict_inputs(bundle, frame)
+    answered_by = fallback_name(model, fallback_model if fallback is not None else "")
+    out = out.assign(model=np.where(out["answered_by"] == "fallback", answered_by, model))
     meta = _record_meta(pairs)
     for row in rejected:
         skipped.append({"source_file": meta.loc[row["record_id"], "source_file"], **row})
@@ -241,43 +241,23 @@ def _coordinates(pairs: list[tuple[dict, np.ndarray]]) -> dict[str, list[float]]
     }
 
 
-def needs_ps(reason: str) -> bool:
-    """A skip reason that a model without P/S information would not have."""
-    from deepvs30.segment import needs_arrivals
-
-    return needs_arrivals(reason)
-
-
-def needs_source(reason: str) -> bool:
-    """A skip reason that a model without the ground-motion covariates would not have."""
-    from deepvs30.segment import needs_source as _needs_source
-
-    return _needs_source(reason)
+def fallback_name(model: str, fallback_model: str = "") -> str:
+    """The ``model`` column of rows a fallback answered: --fallback-model's URI, or the
+    bundle's own fallback as ``MODEL (fallback)``."""
+    return fallback_model or f"{model} (fallback)"
 
 
-def _fall_back(out: pd.DataFrame, frame: pd.DataFrame, fallback, fallback_model: str):
-    """Replace the rows skipped for missing P/S (or, for a model with ground-motion
-    covariates, missing magnitude or distance) by the fallback model's answers."""
-    import pandas as pd
+def with_fallback(bundle, fallback, fallback_model: str):
+    """``bundle`` with ``fallback`` (:attr:`ModelBundle.fallback`, in place of its own) for
+    the records it skips for want of P/S arrivals or of magnitude and distance; a fallback
+    that itself reads P/S is refused (it would skip the same records)."""
+    from dataclasses import replace
 
     if fallback.features.ps_channel or fallback.features.sp_scalar:
         from deepvs30.errors import ConfigError
 
         raise ConfigError(f"fallback model {fallback_model} reads P/S information itself")
-    if fallback.features.gmm_scalars:
-        from deepvs30.errors import ConfigError
-
-        raise ConfigError(f"fallback model {fallback_model} reads magnitude and distance itself")
-    missing = out["skipped"].fillna("").map(lambda r: needs_ps(r) or needs_source(r))
-    if not missing.any():
-        return out
-    ids = set(out.loc[missing, "record_id"])
-    answered, _ = predict_inputs(
-        fallback, frame[frame["record_id"].isin(ids)].reset_index(drop=True)
-    )
-    answered = answered[answered["skipped"] == ""].assign(model=fallback_model)
-    keep = out[~out["record_id"].isin(set(answered["record_id"]))]
-    return pd.concat([keep, answered], ignore_index=True)
+    return replace(bundle, fallback=fallback)
 
 
 def _record_meta(pairs: list[tuple[dict, np.ndarray]]) -> pd.DataFrame:
@@ -451,9 +431,9 @@ def run(args: argparse.Namespace, params: dict) -> int:
         from deepvs30.prepare import PrepareParams
         from deepvs30.report import write_report
 
-        bundles = {model: bundle, **({args.fallback_model: fallback} if fallback else {})}
-        if bundle.fallback is not None:
-            bundles[f"{model} (fallback)"] = bundle.fallback
+        bundles = {model: bundle}
+        if fallback or bundle.fallback:
+            bundles[fallback_name(model, args.fallback_model or "")] = fallback or bundle.fallback
         hv = section(params, "prepare", PrepareParams).hv
         report = write_report(result, bundles, args.report, hv)
         if args.out and Path(args.out).resolve().is_relative_to(report.resolve()):

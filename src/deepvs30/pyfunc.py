@@ -156,11 +156,28 @@ def predict_frame(bundle: ModelBundle, frame: pd.DataFrame) -> pd.DataFrame:
                     "vs30_p84_mps": float(np.exp(mu + sd)),
                     "nehrp_class": str(nehrp_class(np.exp(mu))[0]),
                     "skipped": "",
-                    "answered_by": "fallback" if res.get("fallback") else "model",
+                    "answered_by": "model",
                 }
             )
         rows.append(out)
-    return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
+    return _fall_back(bundle, frame, pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS)))
+
+
+def _fall_back(bundle: ModelBundle, frame: pd.DataFrame, out: pd.DataFrame) -> pd.DataFrame:
+    """The rows skipped for want of P/S arrivals or of magnitude and distance, answered by
+    :attr:`ModelBundle.fallback` (with its own checks) where the bundle carries one."""
+    from deepvs30.segment import needs_other_inputs
+
+    if bundle.fallback is None:
+        return out
+    retry = np.flatnonzero(out["skipped"].fillna("").map(needs_other_inputs).to_numpy())
+    if not len(retry):
+        return out
+    answered = predict_frame(bundle.fallback, frame.reset_index(drop=True).iloc[retry])
+    ok = (answered["skipped"] == "").to_numpy()
+    rows = out.index[retry[ok]]
+    fixed = answered[ok].assign(answered_by="fallback").set_axis(rows)
+    return pd.concat([out.drop(index=rows), fixed]).sort_index()
 
 
 def _pyfunc_class() -> type:

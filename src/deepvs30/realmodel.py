@@ -108,8 +108,7 @@ def train_real_model(params: dict) -> dict:
     model = ModelParams(spec.model or base_model.name, spec.hparams or dict(base_model.hparams))
     mlflow_params = replace(section(params, "mlflow", MlflowParams), experiment=real.experiment,
                             registered_model=cfg.registered_model)  # fmt: skip
-    scale = bench["sigma_scale"].get(arm) or 1.0
-    sigma_scale = float(scale) if scale == scale else 1.0  # NaN: not calibrated
+    sigma_scale = calibration(bench, arm)
     arm_feats = arm_features(spec, features, real.hv_bins)
     fitter = None
     if spec.kind == "ridge":
@@ -137,7 +136,7 @@ def train_real_model(params: dict) -> dict:
     why = "the real model is scored on the benchmark folds"
     rule = replace(rule, reevaluate=False)
     decision = promotion.promote(client, cfg.registered_model, rule, None, why)
-    return {**info, "arm": arm, "best_epoch": result.best_epoch, "sigma_scale": scale,
+    return {**info, "arm": arm, "best_epoch": result.best_epoch, "sigma_scale": sigma_scale,
             "fallback_arm": spec.fallback or None,
             "promotion": decision.action, "reason": decision.reason}  # fmt: skip
 
@@ -147,9 +146,15 @@ def fallback_model(ctx: Context, arm: str, fold_dir: Path, bench: dict):
     event information for a model reading magnitude and distance), trained on the same
     stations and calibrated by its own out-of-fold factor; stored inside the real model."""
     bundle = arm_model(ctx, arm, fold_dir, ctx.params.split_seed)
-    scale = (bench.get("sigma_scale") or {}).get(arm) or 1.0
-    bundle.normaliser.sigma_scale = float(scale) if scale == scale else 1.0  # NaN: uncalibrated
+    bundle.normaliser.sigma_scale = calibration(bench, arm)
     return bundle
+
+
+def calibration(bench: dict, arm: str) -> float:
+    """The arm's out-of-fold sigma factor from the benchmark's metrics (1 where it has none
+    or it is NaN: not calibrated)."""
+    scale = (bench.get("sigma_scale") or {}).get(arm) or 1.0
+    return float(scale) if scale == scale else 1.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

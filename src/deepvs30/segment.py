@@ -45,14 +45,11 @@ class SkipRecord(Exception):  # noqa: N818 - a control-flow signal with a reason
     """A record that this segmentation cannot use (the reason is counted and reported)."""
 
 
-def needs_arrivals(reason: str) -> bool:
-    """A skip reason that a model without P/S information would not have."""
-    return "P/S" in reason or "no P arrival" in reason or "no S arrival" in reason
-
-
-def needs_source(reason: str) -> bool:
-    """A skip reason that a model without the ground-motion covariates would not have."""
-    return "features.gmm_scalars" in reason
+def needs_other_inputs(reason: str) -> bool:
+    """A skip reason that a model without P/S information or without the ground-motion
+    covariates would not have (such a record goes to a fallback model)."""
+    arrivals = "P/S" in reason or "no P arrival" in reason or "no S arrival" in reason
+    return arrivals or "features.gmm_scalars" in reason
 
 
 @dataclass(frozen=True)
@@ -170,6 +167,8 @@ def make_input(
             raise SkipRecord("S arrival not after P arrival")
     if params.gmm_scalars and not all(v is not None and np.isfinite(v) for v in source):
         raise SkipRecord(MISSING_SOURCE)
+    if pga_at is None and (params.hv_bins or params.gmm_scalars):
+        pga_at = pga_sample(record)  # once, for the window, the H/V window and ln PGA
     start, n_window = window_span(record, fs_hz, params, p_sample, s_sample, pga_at)
     x = np.zeros((params.in_channels, n_window), dtype=np.float32)
     x[:3] = _cut(record, start, n_window)
@@ -187,13 +186,10 @@ def make_input(
         scalars[0] = (s_sample - p_sample) / fs_hz
     if params.hv_bins:
         if ln_hv is None:
-            ln_hv = ln_hv_scalars(
-                record, fs_hz, params, pga_sample(record) if pga_at is None else pga_at
-            )
+            ln_hv = ln_hv_scalars(record, fs_hz, params, pga_at)
         scalars[int(params.sp_scalar) : int(params.sp_scalar) + params.hv_bins] = ln_hv
     if params.gmm_scalars:
-        at = pga_sample(record) if pga_at is None else pga_at
-        scalars[-N_GMM_SCALARS:] = gmm_covariates(record, at, *source)
+        scalars[-N_GMM_SCALARS:] = gmm_covariates(record, pga_at, *source)
     return x, scalars
 
 
