@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -101,3 +102,54 @@ def test_workers_section_uses_each_workers_share(quick_results):
         assert lay["threads"] == max(1, cores // lay["workers"])
         assert len(lay["steps_per_s_each"]) == lay["workers"]
         assert lay["steps_per_s"] == pytest.approx(sum(lay["steps_per_s_each"]))
+
+
+def test_results_md_is_the_flat_table_of_every_measurement():
+    results = {
+        "meta": {},
+        "training": {"ours_samples_per_s": 305.123, "ratio": 1.09, "samples": 64,
+                     "peak_rss_mb": 525.0, "peak_anon_mb": 428.4, "cpu_use": 1.2},
+        "tuning": {"skipped": "bench.tune_trials is 0"},
+        "workers": {"layouts": [{"workers": 2, "threads": 1, "rule": "share",
+                                 "steps_per_s": 11.4, "speedup": float("nan")}]},
+        "faults": {"recovery_s": 2.5, "nested": {"window_ms_per_item": 0.29}},
+    }  # fmt: skip
+    frame = bench.results_frame(results)
+    assert list(frame.columns) == bench.COLUMNS
+    rows = {(r.section, r.what): r for r in frame.itertuples()}
+    ours = rows["training", "ours_samples_per_s"]
+    assert (ours.value, ours.unit) == (305.0, "samples/s")
+    assert "peak RSS 525 MB" in ours.note and "CPU use 1.2" in ours.note
+    assert ("training", "samples") not in rows  # a count, not a measurement
+    assert rows["tuning", ""].note == "skipped: bench.tune_trials is 0"
+    assert rows["workers", "layouts[2x1 share].speedup"].value is None  # NaN: not measured
+    assert rows["faults", "recovery_s"].unit == "s"  # a section without code of its own
+    assert rows["faults", "nested.window_ms_per_item"].unit == "ms per item"
+    markdown = frame.to_markdown(index=False)
+    assert markdown.startswith("| section")
+
+
+def test_step_tune_counts_the_study_states(monkeypatch, tmp_path):
+    from deepvs30 import tune
+
+    states = {"RUNNING": 0, "WAITING": 0, "COMPLETE": 2, "PRUNED": 1, "FAIL": 1}
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(bench, "load_params", lambda path: {"__path__": path})
+    monkeypatch.setattr(tune, "load_setup", lambda params, args: SimpleNamespace(mlflow=None))
+    monkeypatch.setattr(tune, "configure_mlflow", lambda params: "")
+    monkeypatch.setattr(tune, "run_worker", lambda setup: states)
+    out = bench.step_tune(str(tmp_path / "params.yaml"), str(tmp_path), str(tmp_path))
+    assert (out["complete"], out["pruned"], out["fail"]) == (2, 1, 1)
+    assert out["trials_per_hour"] > 0
+
+
+def test_shift_record_time_moves_the_knet_header_only():
+    from datetime import timedelta
+
+    from deepvs30.readers.knet import shift_record_time
+
+    text = "Origin Time       2020/01/02 11:59:50\nRecord Time       2020/01/02 12:00:10\n1 2\n"
+    shifted = shift_record_time(text, timedelta(minutes=61))
+    assert "Record Time       2020/01/02 13:01:10\n" in shifted
+    assert shifted.replace("13:01:10", "12:00:10") == text
+    assert shift_record_time("no header\n", timedelta(minutes=1)) == "no header\n"

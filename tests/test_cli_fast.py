@@ -142,3 +142,34 @@ def test_real_station_tables_come_back_identical(realdata_dir, cache) -> None:
         load(meta / name)  # parses and writes the cache
         pd.testing.assert_frame_equal(load(meta / name), parsed)
     assert len(cached_files(cache)) == 2
+
+
+def test_ingest_refuses_an_empty_input_path(tmp_path: Path, capsys) -> None:
+    """`deepvs30 ingest "$DEEPVS30_REALDATA"` with the variable unset must not ingest the cwd."""
+    from deepvs30.cli import main
+
+    out = tmp_path / "out"
+    assert main(["ingest", "", "--out", str(out)]) == 2
+    assert "input path is empty" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_given_arrivals_need_no_travel_times() -> None:
+    """A record whose source gives P and S (AFAD .mat) is predicted without loading TauP, which
+    drags in matplotlib: most of a second of `deepvs30 predict` on one file."""
+    code = (
+        "import sys\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from test_picking import synthetic\n"
+        "from deepvs30.readers.picking import given_or_picked\n"
+        "picks = given_or_picked(synthetic(p_arrival_s=2.0, s_arrival_s=6.0,\n"
+        "    event_latitude_deg=38.0, event_longitude_deg=27.0, event_depth_km=10.0,\n"
+        "    station_latitude_deg=38.2, station_longitude_deg=27.1))\n"
+        "print(picks.p_status, picks.s_status, 'obspy.taup' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+        cwd=root,
+    )  # fmt: skip
+    assert done.stdout.split() == ["given", "given", "False"]

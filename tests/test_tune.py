@@ -253,6 +253,7 @@ def test_finalize_waits_for_a_claim_unless_forced(workdir, prepared, capsys):
     setup = tune.load_setup(params)
     storage = tune.open_storage(setup.storage_url, setup.tune)
     study = tune.open_study(setup, storage)
+    assert study.metric_names == [tune.OBJECTIVE]  # the dashboard names the objective
     key = f"finalize.trial-{study.best_trial.number}"
     assert tune.claim(storage, study, key, {"worker": "elsewhere:4242"})
     assert not tune.claim(storage, study, key, {"worker": "here:1"})  # taken: not overwritten

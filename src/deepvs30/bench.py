@@ -12,7 +12,8 @@ results.json, not across runs or machines. Sections:
   map) against a bare torch loop over the same pre-materialised tensors and the same model;
 - ``inference``: records/s in batch, latency of one record (pyfunc ``predict_frame``,
   ``deepvs30 predict``);
-- ``tuning``: trials/hour with and without pruning;
+- ``tuning``: trials/hour with and without pruning (one in-process tune worker in a child);
+- ``workers``: training steps/s of 1, 2, ... local processes side by side (bench_workers);
 - ``scaling``: prepare and one training epoch at each size, with log-log exponents.
 
 Every measured step runs in its own child process, forked from a server that has already
@@ -21,22 +22,21 @@ VmHWM, reset at the step start; it includes file pages of memory maps the step t
 the kernel can reclaim), ``peak_anon_mb`` (peak anonymous memory, the heap, sampled every
 20 ms: what must stay bounded) and ``base_rss_mb`` (RSS at the step start: interpreter and
 libraries). Large temporary data lives in one temporary folder, removed at the end.
-Sections that need a module not written yet (``deepvs30.tune``, ``deepvs30.predict``) or the
-real samples are skipped with a ``skipped`` note. Nothing here asserts a timing.
+Sections that need the real samples are skipped with a ``skipped`` note. results.md is the
+flat table of :func:`results_frame` (section, what, value, unit, note). Nothing here asserts
+a timing.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import logging
 import math
 import multiprocessing
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -57,7 +57,8 @@ import yaml
 from deepvs30 import bench_ingest as bench_ingest_module
 from deepvs30 import bench_workers as bench_workers_module
 from deepvs30 import threads
-from deepvs30.config import from_dict, section
+from deepvs30.config import from_dict, load_params, section
+from deepvs30.readers.knet import shift_record_time
 from deepvs30.segment import FeatureParams
 from deepvs30.threads import NumThreads
 from deepvs30.train import ModelParams, TrainParams
@@ -86,6 +87,7 @@ PRELOAD = [
 ]
 KNET_SAMPLE = ("knet_strong_motion_web_viewer", "KNG0012408091957")
 AFAD_SAMPLES = "afad_cnnlstm_deepeq"
+NO_REALDATA = "real samples not found (set DEEPVS30_REALDATA)"
 
 
 # --quick (CI smoke run, about a minute on a quiet machine); params.yaml bench.quick overrides.
@@ -267,16 +269,9 @@ def replicate_knet(realdata: Path, out_dir: Path, n_records: int) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     for i in range(n_records):
         for suffix, text in texts.items():
-            (out_dir / f"R{i:06d}{suffix}").write_text(_shift_record_time(text, i))
+            shifted = shift_record_time(text, timedelta(minutes=i))
+            (out_dir / f"R{i:06d}{suffix}").write_text(shifted)
     return n_records * len(texts)
-
-
-def _shift_record_time(text: str, minutes: int) -> str:
-    match = re.search(r"^Record Time\s+(\S+ \S+)", text, re.MULTILINE)
-    if match is None:
-        return text
-    when = datetime.strptime(match[1], "%Y/%m/%d %H:%M:%S") + timedelta(minutes=minutes)
-    return text[: match.start(1)] + when.strftime("%Y/%m/%d %H:%M:%S") + text[match.end(1) :]
 
 
 def replicate_afad(realdata: Path, out_dir: Path, n_files: int) -> int:
@@ -307,33 +302,6 @@ def replicated_records(base_dir: str | Path, n: int) -> Iterator[tuple[dict, np.
 
 
 # ---------------------------------------------------------------- steps (run in children)
-
-
-def step_ingest(inputs: str, out: str, ingest_params: Any) -> dict:
-    """``ingest_paths`` over the replicas, with the station tables of params.yaml (loaded
-    before the clock starts) and P/S picking as configured."""
-    from deepvs30.ingest import IngestParams, build_station_table, group_files, ingest_paths, walk
-    from deepvs30.readers import read_group
-    from deepvs30.readers.picking import given_or_picked
-
-    ingest_params = ingest_params or IngestParams()
-    stations = build_station_table(ingest_params)
-    files, _, _ = walk([inputs])
-    first = group_files(files[:3])[0][0]  # warm-up: lazy imports and plugin look-ups
-    for record in read_group(first):
-        given_or_picked(record)
-    t0 = time.perf_counter()
-    summary = ingest_paths([inputs], out, params=ingest_params, stations=stations)
-    seconds = time.perf_counter() - t0
-    return {
-        "records": summary.input_items,
-        "ingested": summary.ingested,
-        "quarantined": summary.quarantined,
-        "files": summary.input_files,
-        "seconds": round(seconds, 2),
-        "records_per_s": _rate(summary.input_items, seconds),
-        "files_per_s": _rate(summary.input_files, seconds),
-    }
 
 
 def _ingest_params(setup: Setup) -> Any:
@@ -379,17 +347,24 @@ def step_prepare(data: str, out: str, prepare_params: Any) -> dict:
     }
 
 
-def _train_set(prepared: str, features: FeatureParams, train: TrainParams, limit: int | None):
-    """WindowDataset of the training split (first ``limit`` records), and the setup time."""
+def _train_records(prepared: str, features: FeatureParams, train: TrainParams) -> tuple:
+    """The memory map, the usable records of the training split (as fit() takes them), fs."""
     from deepvs30.prepare import load_prepared
     from deepvs30.split import select_split
-    from deepvs30.windows import Normaliser, WindowDataset, usable_records
+    from deepvs30.windows import usable_records
 
-    t0 = time.perf_counter()
     waves, records, summary = load_prepared(prepared)
     fs_hz = float(summary["fs_hz"])
     records, _ = usable_records(waves, records, fs_hz, features)
-    part = select_split(records, train.split_column, 1.0, train.seed)["train"]
+    return waves, select_split(records, train.split_column, 1.0, train.seed)["train"], fs_hz
+
+
+def _train_set(prepared: str, features: FeatureParams, train: TrainParams, limit: int | None):
+    """WindowDataset of the training split (first ``limit`` records), and the setup time."""
+    from deepvs30.windows import Normaliser, WindowDataset
+
+    t0 = time.perf_counter()
+    waves, part, fs_hz = _train_records(prepared, features, train)
     part = part.iloc[:limit] if limit else part
     normaliser = Normaliser.fit(waves, part, fs_hz, features)
     dataset = WindowDataset(waves, part, fs_hz, features, normaliser)
@@ -533,7 +508,7 @@ def step_training(
     fit_params = dataclasses.replace(train, epochs=1, checkpoint=checkpoint)
     result = fit(prepared, features, model, fit_params, progress=False)
     result.bundle.save(bundle_out)
-    n_fit = _n_train(prepared, features, train)
+    n_fit = len(_train_records(prepared, features, train)[1])  # samples of one fit() epoch
     compute_ms = 1000 * statistics.median(bare_s) / n
     return {
         **_device(),
@@ -557,17 +532,6 @@ def step_training(
     }
 
 
-def _n_train(prepared: str, features: FeatureParams, train: TrainParams) -> int:
-    """Training samples of one fit() epoch (usable records of the training split)."""
-    from deepvs30.prepare import load_prepared
-    from deepvs30.split import select_split
-    from deepvs30.windows import usable_records
-
-    waves, records, summary = load_prepared(prepared)
-    records, _ = usable_records(waves, records, float(summary["fs_hz"]), features)
-    return len(select_split(records, train.split_column, 1.0, train.seed)["train"])
-
-
 def step_epoch(
     prepared: str, features: FeatureParams, model: ModelParams, train: TrainParams
 ) -> dict:
@@ -588,7 +552,11 @@ def step_epoch(
 
 def _raw_records(base: str, n: int) -> list[dict]:
     """Raw records as ``predict_records`` takes them (waveform in m/s², arrivals in s)."""
-    from deepvs30.dataset import CanonicalDataset
+    from deepvs30.dataset import CanonicalDataset, arrival_sample_or_none
+
+    def arrival_s(value: object, fs_hz: float) -> float | None:
+        sample = arrival_sample_or_none(value)
+        return None if sample is None else sample / fs_hz
 
     out = []
     with CanonicalDataset(base) as data:
@@ -599,8 +567,8 @@ def _raw_records(base: str, n: int) -> list[dict]:
                 {
                     "waveform_mps2": data.waveform(i),
                     "sampling_rate_hz": fs_hz,
-                    "p_arrival_s": float(meta["trace_p_arrival_sample"].iat[i]) / fs_hz,
-                    "s_arrival_s": float(meta["trace_s_arrival_sample"].iat[i]) / fs_hz,
+                    "p_arrival_s": arrival_s(meta["trace_p_arrival_sample"].iat[i], fs_hz),
+                    "s_arrival_s": arrival_s(meta["trace_s_arrival_sample"].iat[i], fs_hz),
                 }
             )
     return out
@@ -696,25 +664,31 @@ def _skip(reason: str) -> dict:
 
 def bench_ingest(setup: Setup) -> dict:
     """K-NET and AFAD records/s (real samples replicated) and the synthetic generator's."""
-    b, tmp = setup.bench, setup.tmp
-    out: dict[str, Any] = {}
     # the generator first: its records are the base of every later dataset
-    out["synth"] = in_child(step_synth, synth_params=_synth_params(setup), out=str(tmp / "base"))
+    base = str(setup.tmp / "base")
+    synth = in_child(step_synth, synth_params=_synth_params(setup), out=base)
     if setup.realdata is None:
-        out["knet"] = out["afad_mat"] = _skip("real samples not found (set DEEPVS30_REALDATA)")
+        replicas = dict.fromkeys(("knet", "afad_mat"), _skip(NO_REALDATA))
     else:
-        replicate_knet(setup.realdata, tmp / "knet", b.knet_records)
-        ingest = _ingest_params(setup)
-        out["knet"] = in_child(
-            step_ingest, inputs=str(tmp / "knet"), out=str(tmp / "knet_ds"), ingest_params=ingest
+        replicas = _ingest_replicas(setup, setup.realdata)
+    scale = bench_ingest_module.bench_section(setup)  # records/s, peak RSS flat in N
+    return {"synth": synth, **replicas, "scale": scale}
+
+
+def _ingest_replicas(setup: Setup, realdata: Path) -> dict:
+    """``ingest_paths`` over the replicated K-NET and AFAD .mat samples, one child each."""
+    b, ingest, out = setup.bench, _ingest_params(setup), {}
+    for key, replicate, count in (
+        ("knet", replicate_knet, b.knet_records),
+        ("afad_mat", replicate_afad, b.afad_files),
+    ):
+        inputs, dataset = setup.tmp / key, setup.tmp / f"{key}_ds"
+        replicate(realdata, inputs, count)
+        out[key] = in_child(
+            bench_ingest_module.step, inputs=str(inputs), out=str(dataset), ingest_params=ingest
         )
-        replicate_afad(setup.realdata, tmp / "afad", b.afad_files)
-        out["afad_mat"] = in_child(
-            step_ingest, inputs=str(tmp / "afad"), out=str(tmp / "afad_ds"), ingest_params=ingest
-        )
-        for name in ("knet", "knet_ds", "afad", "afad_ds"):
-            shutil.rmtree(tmp / name, ignore_errors=True)
-    out["scale"] = bench_ingest_module.bench_section(setup)  # records/s, peak RSS flat in N
+        shutil.rmtree(inputs, ignore_errors=True)
+        shutil.rmtree(dataset, ignore_errors=True)
     return out
 
 
@@ -830,10 +804,10 @@ def bench_training(setup: Setup, prepared: Path) -> dict:
 
 def bench_workers(setup: Setup) -> dict:
     """Aggregate training steps/s of 1, 2, 4 local processes, each with its thread share."""
-    cores = threads.machine_cores()
-    b = setup.bench
-    return bench_workers_module.measure(_params_path(setup), cores, b.worker_counts,
-                                        b.worker_seconds)  # fmt: skip
+    b, cores = setup.bench, threads.machine_cores()
+    return bench_workers_module.measure(
+        _params_path(setup), cores, b.worker_counts, b.worker_seconds
+    )
 
 
 def bench_inference(setup: Setup, prepared: Path) -> dict:
@@ -849,10 +823,6 @@ def bench_inference(setup: Setup, prepared: Path) -> dict:
     out["predict_cli"] = bench_predict_cli(setup)
     out["help_cli"] = bench_help_cli(setup)
     return out
-
-
-def _module_exists(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
 
 
 def _cli(args: list[str], cwd: Path, timeout_s: float) -> tuple[float, subprocess.CompletedProcess]:
@@ -889,10 +859,8 @@ def bench_help_cli(setup: Setup) -> dict:
 
 def bench_predict_cli(setup: Setup) -> dict:
     """Wall time of ``deepvs30 predict`` on one real AFAD record: what a user waits for."""
-    if not _module_exists("deepvs30.predict"):
-        return _skip("deepvs30.predict not written yet")
     if setup.realdata is None:
-        return _skip("real samples not found (set DEEPVS30_REALDATA)")
+        return _skip(NO_REALDATA)
     work = setup.tmp / "predict"
     work.mkdir(parents=True, exist_ok=True)
     record = work / sorted((setup.realdata / AFAD_SAMPLES).glob("*.mat"))[0].name
@@ -912,8 +880,6 @@ def bench_tuning(setup: Setup) -> dict:
     """Trials/hour of a tiny default-like search (the tune space of params.yaml, few trials
     and epochs, a small prepared set), with the configured pruner and without pruning."""
     b = setup.bench
-    if not _module_exists("deepvs30.tune"):
-        return _skip("deepvs30.tune not written yet")
     if "tune" not in setup.params:
         return _skip("params.yaml has no tune section")
     if b.tune_trials < 1:
@@ -966,207 +932,160 @@ def _tune_run(setup: Setup, prepared: Path, prune: bool) -> dict:
     run_dir = setup.tmp / f"tune_{'pruned' if prune else 'unpruned'}"
     run_dir.mkdir(parents=True, exist_ok=True)
     params_path = _tune_params(setup, run_dir, prune)
-    args = ["--params", str(params_path), "tune", "--prepared", str(prepared), "--no-finalize"]
-    seconds, done = _cli(args, run_dir, 1800)
-    if done.returncode != 0:
-        return {"error": f"deepvs30 tune failed: {done.stderr.strip()[-400:]}"}
-    counts = dict(
-        (state, int(n)) for n, state in re.findall(r"(\d+) (complete|pruned|fail)", done.stdout)
-    )
-    finished = counts.get("complete", 0) + counts.get("pruned", 0)
+    try:
+        return in_child(
+            step_tune, params_path=str(params_path), prepared=str(prepared), cwd=str(run_dir)
+        )
+    except Exception as exc:  # noqa: BLE001 - one search failing must not hide the other
+        return {"error": f"deepvs30 tune failed: {type(exc).__name__}: {exc}"}
+
+
+def step_tune(params_path: str, prepared: str, cwd: str) -> dict:
+    """One worker of ``deepvs30 tune --no-finalize`` in this child process (run in ``cwd``, as
+    the command would be); the trial states are the study's counts after the run."""
+    from deepvs30 import tune
+
+    os.chdir(cwd)  # the child is used once: relative paths of params.yaml resolve in cwd
+    args = argparse.Namespace(prepared=prepared, study=None, n_trials=None, timeout_s=None)
+    setup = tune.load_setup(load_params(params_path), args)
+    tune.configure_mlflow(setup.mlflow)
+    t0 = time.perf_counter()
+    states = tune.run_worker(setup)
+    seconds = time.perf_counter() - t0
+    finished = states["COMPLETE"] + states["PRUNED"]
     return {
         "seconds": round(seconds, 1),
-        **counts,
+        "complete": states["COMPLETE"],
+        "pruned": states["PRUNED"],
+        "fail": states["FAIL"],
         "trials_per_hour": 3600 * finished / seconds if finished else math.nan,
     }
 
 
 # ---------------------------------------------------------------- report
 
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
-    return str(value)
-
-
-def _row(section_name: str, what: str, value: Any, unit: str, step: dict | None = None) -> str:
-    step = step or {}
-    return (
-        f"| {section_name} | {what} | {_fmt(value)} | {unit} | "
-        f"{_fmt(step.get('peak_rss_mb'))} | {_fmt(step.get('peak_anon_mb'))} | "
-        f"{_fmt(step.get('cpu_use'))} |"
-    )
-
-
-def _skipped_row(section_name: str, what: str, step: dict) -> str:
-    reason = step.get("skipped") or step.get("error", "")
-    return f"| {section_name} | {what} | skipped | {reason} | | | |"
+COLUMNS = ["section", "what", "value", "unit", "note"]
+# a number of results.json is a measurement (a row of results.md) when its key ends so, or
+# when it is one of the exponents; ``what`` is its path in the section
+MEASURED = ("_per_s", "_per_hour", "_per_1k_records", "_per_item", "_per_sample", "_ms", "_s",
+            "seconds", "ratio", "speedup", "_gb", "_exponent")  # fmt: skip
+NOT_MEASURED = {"section_seconds", "record_s", "seconds_per_run"}
+NOTES = {
+    "ratio": "ours / bare torch, wall time (target > 0.9)",
+    "cpu_time_ratio": "ours / bare torch, CPU time",
+    "fit_ratio": "fit() for 1 epoch / bare torch",
+    "prepare_time": "≈1",
+    "epoch_time": "≈1",
+    "prepare_peak_anon": "≈0",
+    "epoch_peak_anon": "≈0",
+}
+# where a child step records its memory and CPU use (in_child): the note of its first row
+STEP_FIGURES = {"peak_rss_mb": "peak RSS {:g} MB", "peak_anon_mb": "peak anon {:g} MB",
+                "cpu_use": "CPU use {:g}"}  # fmt: skip
 
 
-def _rate_row(section_name: str, what: str, step: dict, key: str, unit: str) -> str:
-    if "skipped" in step or "error" in step:
-        return _skipped_row(section_name, what, step)
-    return _row(section_name, what, step.get(key), unit, step)
+def _significant(value: Any, digits: int = 3) -> float | None:
+    """A measurement rounded to ``digits`` significant digits; None where not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(f"{value:.{digits}g}") + 0.0  # + 0.0: no "-0"
 
 
-def markdown(results: dict) -> str:
+def _unit(key: str) -> str:
+    """``records_per_s`` -> ``records/s``, ``window_ms_per_item`` -> ``ms per item``,
+    ``latency_ms`` -> ``ms``; "" for ratios and exponents."""
+    if key.endswith("_mb_per_1k_records"):
+        return "MB per 1,000 records"
+    if "_ms_per_" in key:
+        return f"ms per {key.rsplit('_', 1)[-1]}"
+    if key.endswith(("_per_s", "_per_hour")):
+        what, per = key.rsplit("_per_", 1)
+        return f"{what.rsplit('_', 1)[-1]}/{per[0]}"
+    for suffix, unit in (("_ms", "ms"), ("_s", "s"), ("seconds", "s"), ("_gb", "GB")):
+        if key.endswith(suffix):
+            return unit
+    return ""
+
+
+def _unmeasured(node: dict) -> str | None:
+    """``skipped: why`` or ``error: what`` of a step or section; None when it was measured."""
+    for key in ("skipped", "error"):
+        if key in node:
+            return f"{key}: {node[key]}"
+    return None
+
+
+def _item_label(item: dict, index: int) -> str:
+    """How an element of a list of steps is named in ``what``: its size or layout."""
+    if "workers" in item:
+        return f"{item['workers']}x{item['threads']} {item['rule']}"
+    for key in ("records", "samples"):
+        if key in item:
+            return f"{item[key]} {key}"
+    return str(index)
+
+
+def _row(section_name: str, what: str, value: Any = None, unit: str = "", note: str = "") -> dict:
+    return dict(zip(COLUMNS, (section_name, what, _significant(value), unit, note), strict=True))
+
+
+def _rows(section_name: str, node: Any, path: str = "") -> list[dict]:
+    """The measurements under ``node`` (a dict or list of results.json), one row each."""
+    if isinstance(node, list):
+        rows = []
+        for i, item in enumerate(node):
+            if isinstance(item, dict):
+                rows += _rows(section_name, item, f"{path}[{_item_label(item, i)}]")
+        return rows
+    if reason := _unmeasured(node):
+        return [_row(section_name, path, note=reason)]
+    rows, below = [], []
+    for key, value in node.items():
+        where = f"{path}.{key}" if path else key
+        if isinstance(value, dict | list):
+            below += _rows(section_name, value, where)
+        elif key not in NOT_MEASURED and (key.endswith(MEASURED) or path.endswith("exponents")):
+            rows.append(_row(section_name, where, value, _unit(key), NOTES.get(key, "")))
+    figures = [
+        text.format(_significant(node[k])) for k, text in STEP_FIGURES.items() if node.get(k)
+    ]
+    if rows and figures:
+        rows[0]["note"] = "; ".join(filter(None, [rows[0]["note"], ", ".join(figures)]))
+    return rows + below
+
+
+def results_frame(results: dict) -> Any:
+    """The flat table of results.md (a pandas DataFrame of :data:`COLUMNS`): every
+    measurement of every section, or the reason it was not measured."""
+    import pandas as pd
+
+    rows = [row for name in results if name != "meta" for row in _rows(name, results[name])]
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["value"] = frame["value"].astype(object).where(frame["value"].notna(), None)
+    return frame
+
+
+def results_markdown(results: dict) -> str:
     meta = results["meta"]
-    lines = [
-        f"# deepvs30 bench{' (quick)' if meta['quick'] else ''}",
-        "",
-        f"{meta['started']}, {meta['cpu_count']} CPU, torch {meta['torch']} "
-        f"({meta['torch_num_threads']} threads), device {meta['device']} "
-        f"(CUDA available: {meta['cuda_available']}), commit {meta['git_commit']}, "
-        f"{meta['total_s']:.0f} s, load average {meta['load_average_start']} at the start and "
-        f"{meta['load_average_end']} at the end. Rates and ratios are comparable within this "
-        "run only.",
-        "",
-        "| section | measurement | value | unit | peak RSS MB | peak anon MB | CPU use |",
-        "|---|---|---|---|---|---|---|",
-        *_section_rows(results),
-        "",
-        "Peak RSS: the step's child process (VmHWM), including file pages of the memory maps it "
-        "touched, which the kernel can reclaim. Peak anon: its heap (sampled every 20 ms), what "
-        "must stay bounded. CPU use: CPU seconds per wall second of the step (at most the torch "
-        "threads for training); less means other jobs shared the machine. Exponents: log-log "
-        "slope over the scaling sizes. Details in results.json.",
-    ]
-    return "\n".join(lines) + "\n"
+    table = results_frame(results).to_markdown(
+        index=False, floatfmt=",g", intfmt=",", missingval="–"
+    )
+    return f"""# deepvs30 bench{" (quick)" if meta["quick"] else ""}
 
+{meta["started"]}, {meta["cpu_count"]} CPU, torch {meta["torch"]} ({meta["torch_num_threads"]} \
+threads), device {meta["device"]} (CUDA available: {meta["cuda_available"]}), commit \
+{meta["git_commit"]}, {meta["total_s"]:.0f} s, load average {meta["load_average_start"]} at the \
+start and {meta["load_average_end"]} at the end. Rates and ratios are comparable within this \
+run only.
 
-def _section_rows(results: dict) -> list[str]:
-    rows: list[str] = []
-    ingest = results.get("ingest", {})
-    for key, label in (("knet", "K-NET ASCII"), ("afad_mat", "AFAD .mat"), ("synth", "generator")):
-        if key in ingest:
-            rows.append(_rate_row("ingest", label, ingest[key], "records_per_s", "records/s"))
-    rows += _prepare_rows(results.get("prepare", {}))
-    rows += _training_rows(results.get("training", {}))
-    rows += _inference_rows(results.get("inference", {}))
-    rows += _tuning_rows(results.get("tuning", {}))
-    rows += _workers_rows(results.get("workers", {}))
-    rows += _scaling_rows(results.get("scaling", {}))
-    return rows
+{table}
 
-
-def _prepare_rows(prep: dict) -> list[str]:
-    if "records" not in prep:
-        return [_skipped_row("prepare", "records/s", prep)]
-    what = f"{prep['records']} records of {prep['record_s']:g} s"
-    return [
-        _row("prepare", f"{what}: rate", prep["records_per_s"], "records/s", prep),
-        _row("prepare", f"{what}: memory map on disk", prep["memmap_gb"], "GB"),
-    ]
-
-
-def _rows(section_name: str, step: dict, spec: list[tuple[str, str, str]]) -> list[str]:
-    """Rows (label, key of ``step``, unit); memory is shown on the first row only."""
-    return [
-        _row(section_name, label, step.get(key), unit, step if i == 0 else None)
-        for i, (label, key, unit) in enumerate(spec)
-    ]
-
-
-def _training_rows(tr: dict) -> list[str]:
-    if "ratio" not in tr:
-        return [_skipped_row("training", "samples/s", tr)]
-    ctx = f"{tr['model']}, batch {tr['batch_size']}, {tr['torch_num_threads']} threads"
-    return _rows(
-        "training",
-        tr,
-        [
-            (f"ours: WindowDataset + _train_epoch ({ctx}, {tr['device']})",
-             "ours_samples_per_s", "samples/s"),
-            ("bare torch loop, same tensors and model", "bare_samples_per_s", "samples/s"),
-            ("ratio ours / bare, wall time (target > 0.9)", "ratio", ""),
-            ("ratio ours / bare, CPU time", "cpu_time_ratio", ""),
-            ("window cut + normalise, per item", "window_ms_per_item", "ms"),
-            ("compute (bare), per sample", "compute_ms_per_sample", "ms"),
-            ("fit(), 1 epoch incl. setup, validation, checkpoint",
-             "fit_one_epoch_samples_per_s", "samples/s"),
-            ("ratio fit() / bare", "fit_ratio", ""),
-        ],
-    )  # fmt: skip
-
-
-def _inference_rows(inf: dict) -> list[str]:
-    if "batch_records_per_s" not in inf:
-        return [_skipped_row("inference", "records/s", inf)]
-    rows = _rows(
-        "inference",
-        inf,
-        [
-            (f"batch, predict_inputs ({inf['device']})", "batch_records_per_s", "records/s"),
-            ("raw records, predict_records (preprocessing incl.)", "raw_records_per_s",
-             "records/s"),
-            (f"one {inf['record_s']:g} s record, pyfunc predict_frame (median)",
-             "pyfunc_latency_ms", "ms"),
-        ],
-    )  # fmt: skip
-    cli = inf.get("predict_cli", {})
-    if "latency_s" in cli:
-        label = "one record, `deepvs30 predict` (whole process)"
-        rows.append(_row("inference", label, cli["latency_s"], "s"))
-    else:
-        rows.append(_skipped_row("inference", "one record, `deepvs30 predict`", cli))
-    helps = inf.get("help_cli", {})
-    for key, label in (
-        ("help_s", "`deepvs30 --help`"),
-        ("predict_help_s", "`deepvs30 predict --help`"),
-    ):
-        if key in helps:
-            rows.append(_row("inference", label, helps[key], "s"))
-    return rows
-
-
-def _tuning_rows(tune: dict) -> list[str]:
-    if "skipped" in tune or "error" in tune:
-        return [_skipped_row("tuning", "trials/hour", tune)]
-    what = f"{tune['trials']} trials, {tune['records']} records"
-    rows = [
-        _rate_row("tuning", f"{what}, {label.replace('_', ' ')}", tune[label],
-                  "trials_per_hour", "trials/h")
-        for label in ("with_pruning", "without_pruning")
-    ]  # fmt: skip
-    if "pruning_speedup" in tune:
-        rows.append(_row("tuning", "speed-up from pruning", tune["pruning_speedup"], "x"))
-    return rows
-
-
-def _workers_rows(wk: dict) -> list[str]:
-    if "layouts" not in wk:
-        return [_skipped_row("workers", "steps/s", wk)]
-    rows = []
-    for lay in wk["layouts"]:
-        what = f"{lay['workers']} process(es) x {lay['threads']} thread(s), {lay['rule']}"
-        total = lay["steps_per_s"]
-        rows.append(_row("workers", f"{what}: training steps/s in all", total, "steps/s"))
-        rows.append(_row("workers", f"{what}: vs 1 worker", lay["speedup"], "x"))
-    return rows
-
-
-def _scaling_rows(sc: dict) -> list[str]:
-    if "records" not in sc:
-        return [_skipped_row("scaling", "", sc)]
-    rows = []
-    for n, prep, epoch in zip(sc["records"], sc["prepare"], sc["epoch"], strict=True):
-        rows.append(_row("scaling", f"prepare {n} records", prep["seconds"], "s", prep))
-        label = f"1 epoch, {epoch['samples']} samples"
-        rows.append(_row("scaling", label, epoch["seconds"], "s", epoch))
-    exps = sc["exponents"]
-    for key, label in (
-        ("prepare_time", "exponent prepare time (≈1)"),
-        ("prepare_peak_anon", "exponent prepare peak anon memory (≈0)"),
-        ("prepare_peak_rss", "exponent prepare peak RSS incl. memmap pages"),
-        ("epoch_time", "exponent epoch time (≈1)"),
-        ("epoch_peak_anon", "exponent epoch peak anon memory (≈0)"),
-        ("epoch_peak_rss", "exponent epoch peak RSS incl. memmap pages"),
-    ):
-        rows.append(_row("scaling", label, exps[key], ""))
-    return rows
+Notes: peak RSS is the step's child process (VmHWM), including file pages of the memory maps it
+touched, which the kernel can reclaim; peak anon is its heap (sampled every 20 ms), what must stay
+bounded; CPU use is CPU seconds per wall second of the step (at most the torch threads for
+training; less means other jobs shared the machine). Exponents: log-log slope over the scaling
+sizes (≈1 for time, ≈0 for the heap). Details in results.json.
+"""
 
 
 # ---------------------------------------------------------------- run
@@ -1251,6 +1170,8 @@ def run_bench(setup: Setup, out_dir: Path, quick: bool) -> dict:
     _guarded(results, "inference", lambda: bench_inference(setup, prepared), write)
     _guarded(results, "tuning", lambda: bench_tuning(setup), write)
     _guarded(results, "workers", lambda: bench_workers(setup), write)
+    # seam for more sections (the faults section of deepvs30.bench_faults): its name in
+    # SECTIONS and one _guarded line here; results.md then lists its measurements by itself
     scaling = _guarded(results, "scaling", lambda: bench_scaling(setup, sizes, done), write)
     _guarded(results, "prepare", lambda: prepare_section(scaling), write)
     results = {"meta": results["meta"], **{k: results[k] for k in SECTIONS}}
@@ -1262,7 +1183,7 @@ def write_results(results: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RESULTS_JSON).write_text(json.dumps(results, indent=1, default=_json_default))
     if all(k in results for k in SECTIONS):
-        (out_dir / RESULTS_MD).write_text(markdown(results))
+        (out_dir / RESULTS_MD).write_text(results_markdown(results))
 
 
 def _json_default(value: Any) -> Any:

@@ -28,11 +28,12 @@ FULL_SIZES = (36_000, 100_000)
 
 def bench_section(setup: Any) -> dict:
     """The hook for :func:`deepvs30.bench.bench_ingest`: sizes from ``setup.bench``."""
+    from deepvs30.bench import NO_REALDATA
     from deepvs30.config import section
     from deepvs30.ingest import IngestParams
 
     if setup.realdata is None:
-        return {"skipped": "real samples not found (set DEEPVS30_REALDATA)"}
+        return {"skipped": NO_REALDATA}
     sizes = getattr(setup.bench, "ingest_scale_records", None) or DEFAULT_SIZES
     params = section(setup.params, "ingest", IngestParams) if "ingest" in setup.params else None
     return measure(setup.realdata, setup.tmp, sizes, params)
@@ -53,7 +54,7 @@ def measure(realdata: Path, tmp: Path, sizes: Sequence[int], ingest_params: Any 
         finally:
             shutil.rmtree(inputs, ignore_errors=True)
             shutil.rmtree(out, ignore_errors=True)
-        rows.append({"records": n, **row})
+        rows.append({**row, "records": n})
     return {
         "source": "K-NET sample replicated (3 files per record, distinct record times)",
         "workers": worker_count(ingest_params.workers),
@@ -64,27 +65,43 @@ def measure(realdata: Path, tmp: Path, sizes: Sequence[int], ingest_params: Any 
     }
 
 
-def step(inputs: str, out: str, ingest_params: Any) -> dict:
-    """Run in the child: one ingest, the station tables loaded and the readers warmed first."""
-    from deepvs30.ingest import build_station_table, group_files, ingest_paths, picks_for, walk
+def step(inputs: str, out: str, ingest_params: Any = None) -> dict:
+    """Run in the child: one ingest, the station tables loaded and the readers warmed first
+    (also the ``ingest`` steps of K-NET and AFAD .mat in :mod:`deepvs30.bench`)."""
+    from deepvs30.ingest import (
+        IngestParams,
+        build_station_table,
+        group_files,
+        ingest_paths,
+        picks_for,
+        walk,
+    )
     from deepvs30.readers import read_group
 
+    ingest_params = ingest_params or IngestParams()
     stations = build_station_table(ingest_params)
     files, _, _ = walk([inputs])
     for record in read_group(group_files(files[:3])[0][0]):  # lazy imports, TauP model
-        picks_for(record, ingest_params.pick)
+        picks_for(record, ingest_params.pick, ingest_params.picking)
     t0 = time.perf_counter()
     summary = ingest_paths([inputs], out, params=ingest_params, stations=stations)
     seconds = time.perf_counter() - t0
     dataset_mb = (Path(out) / "waveforms.hdf5").stat().st_size / 1e6
     return {
+        "records": summary.input_items,
         "ingested": summary.ingested,
         "quarantined": summary.quarantined,
+        "files": summary.input_files,
         "shards": summary.shards,
         "seconds": round(seconds, 2),
-        "records_per_s": round(summary.input_items / seconds, 1) if seconds > 0 else math.nan,
+        "records_per_s": _rate(summary.input_items, seconds),
+        "files_per_s": _rate(summary.input_files, seconds),
         "dataset_mb": round(dataset_mb, 1),
     }
+
+
+def _rate(count: float, seconds: float) -> float:
+    return count / seconds if seconds > 0 else math.nan
 
 
 def slopes(rows: Sequence[dict]) -> dict:

@@ -78,6 +78,23 @@ _LOCATION = re.compile(r"^(?P<bucket>[^$]+)\$(?P<index>\d+),:(?P<channels>\d+),:
 log = logging.getLogger(__name__)
 
 
+def finite_or_none(value: object) -> float | None:
+    """A metadata cell as a finite float, or None (blank, NaN, inf or text): the one parser
+    of optional numbers (arrivals, magnitude, distance) for every reader of the metadata."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
+
+
+def arrival_sample_or_none(value: object) -> float | None:
+    """A ``trace_*_arrival_sample`` cell as a sample index, or None where unknown (blank,
+    NaN, or negative: an arrival before the record start is not an arrival in it)."""
+    sample = finite_or_none(value)
+    return sample if sample is not None and sample >= 0 else None
+
+
 def station_key(metadata: pd.DataFrame) -> pd.Series:
     """Station identity "NET.STA": the unit of every split (Vs30 is a property of the station)."""
     net = metadata["station_network_code"].astype(str)

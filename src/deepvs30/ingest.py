@@ -77,7 +77,7 @@ from deepvs30.readers import (
 )
 from deepvs30.readers.archives import Unpacked, is_archive, unpacked
 from deepvs30.readers.base import hypocentral_distance_km
-from deepvs30.readers.picking import Picks, given_or_picked
+from deepvs30.readers.picking import PickParams, Picks, given_or_picked
 from deepvs30.readers.stations import (
     StationTable,
     load_afad_station_list,
@@ -117,6 +117,7 @@ class IngestParams:
     ngaw2_flatfile: str = ""  # NGA-West2 flatfile for K-NET/KiK-net codes ("" = not used)
     sensor: SensorChoice = "surface"  # KiK-net: surface (default), borehole or all
     pick: bool = True  # pick P/S with ObsPy where the source gives none
+    picking: PickParams = field(default_factory=PickParams)  # the picker's settings
     # Vs30 labels of one station that differ by more than this are conflicting (quarantined);
     # the same default as validate.station_vs30_tolerance_mps (363 vs 364 m/s: one label).
     vs30_tolerance_mps: float = 1.0
@@ -370,10 +371,11 @@ def to_canonical(record: RawRecord, picks: Picks | None = None) -> tuple[dict, n
     return meta, record.waveform_mps2
 
 
-def picks_for(record: RawRecord, pick: bool = True) -> Picks:
-    """P/S of a record: given or picked (``pick``), else the source's own arrivals only."""
+def picks_for(record: RawRecord, pick: bool = True, picking: PickParams | None = None) -> Picks:
+    """P/S of a record: given or picked (``pick``, with ``picking``'s settings), else the
+    source's own arrivals only."""
     if pick:
-        return given_or_picked(record)
+        return given_or_picked(record, picking)
     p_s, s_s = record.p_arrival_s, record.s_arrival_s
     return Picks(
         p_s,
@@ -385,13 +387,16 @@ def picks_for(record: RawRecord, pick: bool = True) -> Picks:
 
 
 def canonical_pairs(
-    records: Iterable[RawRecord], stations: StationTable | None = None, pick: bool = True
+    records: Iterable[RawRecord],
+    stations: StationTable | None = None,
+    pick: bool = True,
+    picking: PickParams | None = None,
 ) -> list[tuple[dict, np.ndarray]]:
     """Records → canonical ``(metadata, waveform)`` pairs, labels joined (Vs30 may be blank)."""
     pairs = []
     for record in records:
         record = join_station(record, stations)
-        pairs.append(to_canonical(record, picks_for(record, pick)))
+        pairs.append(to_canonical(record, picks_for(record, pick, picking)))
     return pairs
 
 
@@ -844,7 +849,7 @@ def _shard_entries(batch: Batch, group: FileGroup, context: ShardContext) -> Ite
         if reason:
             yield ["q", record.source_file, reason]
             continue
-        meta, waveform = to_canonical(record, picks_for(record, params.pick))
+        meta, waveform = to_canonical(record, picks_for(record, params.pick, params.picking))
         key = [_tag(v) for v in _dedupe_key(record)]
         yield ["r", key, record.source_file, meta, waveform]
 
@@ -1129,6 +1134,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, params: dict) -> int:
+    if any(not str(path).strip() for path in args.inputs):
+        # An unset variable ("$DEEPVS30_REALDATA") must not become "." and ingest the cwd.
+        raise ConfigError("deepvs30 ingest: an input path is empty (is DEEPVS30_REALDATA set?)")
     ingest_params = section(params, "ingest", IngestParams)
     if args.sensor:
         ingest_params.sensor = args.sensor

@@ -63,6 +63,7 @@ def read_inputs(
     stations=None,
     pick: bool = True,
     sensor: str = "surface",
+    picking=None,
 ) -> tuple[list[tuple[dict, np.ndarray]], list[dict]]:
     """Every record under ``paths`` (archives unpacked as ``ingest`` does, members named
     ``archive:member``) as canonical ``(metadata, waveform)`` pairs, and the files or records
@@ -80,7 +81,7 @@ def read_inputs(
         for group in batch.groups:
             bar.update(1)
             try:
-                found = canonical_pairs(batch.read(group, siblings=True), stations, pick)
+                found = canonical_pairs(batch.read(group, siblings=True), stations, pick, picking)
             except ReaderError as exc:
                 skipped.append(_skip(exc.path, exc.reason))
                 continue
@@ -121,25 +122,18 @@ def station_id(meta: dict) -> str:
 
 
 def _seconds(sample: object, fs_hz: float) -> float | None:
-    value = _number(sample)
+    from deepvs30.dataset import arrival_sample_or_none
+
+    value = arrival_sample_or_none(sample)
     return None if value is None else value / fs_hz
-
-
-def _number(value: object) -> float | None:
-    """A finite float, or None (blank, NaN or text in the metadata)."""
-    import math
-
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def input_frame(pairs: list[tuple[dict, np.ndarray]]) -> pd.DataFrame:
     """The served model's input: one row per record, components as float arrays (m/s²)."""
     import numpy as np
     import pandas as pd
+
+    from deepvs30.dataset import finite_or_none
 
     rows = []
     for meta, waveform in pairs:
@@ -151,8 +145,8 @@ def input_frame(pairs: list[tuple[dict, np.ndarray]]) -> pd.DataFrame:
             "sampling_rate_hz": fs_hz,
             "p_arrival_s": _seconds(meta.get("trace_p_arrival_sample"), fs_hz),
             "s_arrival_s": _seconds(meta.get("trace_s_arrival_sample"), fs_hz),
-            "magnitude": _number(meta.get("source_magnitude")),
-            "hyp_distance_km": _number(meta.get("path_hyp_distance_km")),
+            "magnitude": finite_or_none(meta.get("source_magnitude")),
+            "hyp_distance_km": finite_or_none(meta.get("path_hyp_distance_km")),
             "z": z, "n": n, "e": e,
         })  # fmt: skip
     from deepvs30.pyfunc import INPUT_COLUMNS
@@ -197,17 +191,18 @@ def predict_paths(
     fallback=None,
     fallback_model: str = "",
     keep_inputs: bool = False,
+    picking=None,
 ) -> Prediction:
     """Predictions for every record under ``paths``. Records the model skips for want of P/S
     arrivals or of magnitude and distance go to ``fallback`` (a model that reads no P/S
     information) when one is given, else to the bundle's own :attr:`ModelBundle.fallback`;
     the ``model`` column says which model answered each record (:func:`fallback_name`).
     ``keep_inputs`` keeps the input frame (waveforms, arrivals, coordinates) in the result,
-    for the HTML report."""
+    for the HTML report. ``picking``: the picker's settings (params.yaml ingest.picking)."""
     import numpy as np
     import pandas as pd
 
-    pairs, skipped = read_inputs(paths, fmt, stations, pick, sensor)
+    pairs, skipped = read_inputs(paths, fmt, stations, pick, sensor, picking)
     frame = input_frame(pairs)
     if fallback is not None:
         bundle = with_fallback(bundle, fallback, fallback_model)
@@ -419,6 +414,7 @@ def run(args: argparse.Namespace, params: dict) -> int:
     result = predict_paths(
         bundle, args.paths, args.input_format, stations, ingest.pick and not args.no_pick,
         ingest.sensor, model, fallback, args.fallback_model or "", keep_inputs=bool(args.report),
+        picking=ingest.picking,
     )  # fmt: skip
     text = to_json(result) if args.format == "json" else to_csv(result)
     if args.out:

@@ -27,7 +27,13 @@ import pandas as pd
 
 from deepvs30 import progress
 from deepvs30.config import data_path, section
-from deepvs30.dataset import CanonicalDataset, record_ids, replace_dir, station_key
+from deepvs30.dataset import (
+    CanonicalDataset,
+    arrival_sample_or_none,
+    record_ids,
+    replace_dir,
+    station_key,
+)
 from deepvs30.hvsr import HvParams, record_hv_peak
 from deepvs30.preprocess import PreprocessParams, preprocess_record, rescale_sample
 from deepvs30.segment import pga_sample
@@ -61,14 +67,6 @@ def run(args: argparse.Namespace, params: dict) -> int:
     summary = prepare(data_dir, out_dir, prep)
     print(json.dumps(summary["counts"], indent=1))
     return 0
-
-
-def _arrival(value: object) -> float | None:
-    try:
-        sample = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return sample if np.isfinite(sample) and sample >= 0 else None
 
 
 def prepare(data_dir: str | Path, out_dir: str | Path, params: PrepareParams) -> dict:
@@ -158,8 +156,10 @@ def _prepare_one(
     if not np.all(np.isfinite(raw)):
         return {"record_id": rid, "reason": "non-finite samples"}
     record = preprocess_record(raw, fs_in_hz, params.preprocess)
-    p_sample = rescale_sample(_arrival(row["trace_p_arrival_sample"]), fs_in_hz, fs_hz)
-    s_sample = rescale_sample(_arrival(row["trace_s_arrival_sample"]), fs_in_hz, fs_hz)
+    p_sample, s_sample = (
+        rescale_sample(arrival_sample_or_none(row[f"trace_{ph}_arrival_sample"]), fs_in_hz, fs_hz)
+        for ph in "ps"
+    )
     if p_sample is not None and s_sample is not None and s_sample <= p_sample:
         return {"record_id": rid, "reason": "S arrival not after P arrival"}
     n = record.shape[1]

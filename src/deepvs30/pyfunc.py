@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from deepvs30.dataset import finite_or_none
 from deepvs30.inference import ModelBundle
 
 INPUT_COLUMNS = (
@@ -71,10 +72,10 @@ def records_from_frame(frame: pd.DataFrame) -> list[dict]:
             {
                 "waveform_mps2": np.stack(comps),
                 "sampling_rate_hz": _sampling_rate(i, row["sampling_rate_hz"]),
-                "p_arrival_s": _optional(row.get("p_arrival_s")),
-                "s_arrival_s": _optional(row.get("s_arrival_s")),
-                "magnitude": _optional(row.get("magnitude")),
-                "hyp_distance_km": _optional(row.get("hyp_distance_km")),
+                "p_arrival_s": finite_or_none(row.get("p_arrival_s")),
+                "s_arrival_s": finite_or_none(row.get("s_arrival_s")),
+                "magnitude": finite_or_none(row.get("magnitude")),
+                "hyp_distance_km": finite_or_none(row.get("hyp_distance_km")),
             }
         )
     return records
@@ -103,16 +104,6 @@ def _sampling_rate(i: int, value: object) -> float:
     if not np.isfinite(fs) or fs <= 0:
         raise InputError(f"row {i}: missing or invalid sampling_rate_hz {value!r}")
     return fs
-
-
-def _optional(value: object) -> float | None:
-    if value is None:
-        return None
-    try:
-        value = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return value if np.isfinite(value) else None
 
 
 def unusable_reason(bundle: ModelBundle, record: dict) -> str:

@@ -407,7 +407,7 @@ def open_study(setup: Setup, storage=None):
     """The study, created if new, on ``storage`` (default: :func:`open_storage`)."""
     import optuna
 
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=setup.tune.study_name,
         storage=storage or open_storage(setup.storage_url, setup.tune),
         sampler=make_sampler(setup.tune.sampler),
@@ -415,6 +415,11 @@ def open_study(setup: Setup, storage=None):
         direction="minimize",
         load_if_exists=True,
     )
+    if study.metric_names is None:  # the dashboard's axis label, not "Objective 0"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([OBJECTIVE])
+    return study
 
 
 # --- the study's state: counts, stale trials, claims ---------------------------------------

@@ -12,6 +12,7 @@ the 15 s trigger delay from the record start. Network code ``BO`` (NIED, as ObsP
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,8 @@ FORMAT_KNET = "knet"
 FORMAT_KIKNET = "kiknet"
 _SUFFIX = re.compile(r"^\.(NS|EW|UD)([12]?)$", re.IGNORECASE)
 _COMPONENT = {"UD": "Z", "NS": "N", "EW": "E"}
+_RECORD_TIME = re.compile(r"^Record Time\s+(\S+ \S+)", re.MULTILINE)
+HEADER_TIME_FORMAT = "%Y/%m/%d %H:%M:%S"  # times of the header (JST)
 
 
 def looks_like(path: Path, head: bytes) -> bool:
@@ -46,6 +49,16 @@ def group_key(path: Path) -> str:
     match = _SUFFIX.match(path.suffix)
     digit = match[2] if match else ""
     return str(path.with_suffix(f".??{digit}"))
+
+
+def shift_record_time(text: str, shift: timedelta) -> str:
+    """The text of a K-NET/KiK-net file with its ``Record Time`` header moved by ``shift``
+    (the rest unchanged; a text without that line is returned as is)."""
+    match = _RECORD_TIME.search(text)
+    if match is None:
+        return text
+    when = datetime.strptime(match[1], HEADER_TIME_FORMAT) + shift
+    return text[: match.start(1)] + when.strftime(HEADER_TIME_FORMAT) + text[match.end(1) :]
 
 
 def _read_trace(path: Path):  # -> obspy.Trace

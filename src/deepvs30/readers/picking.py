@@ -110,7 +110,7 @@ def given_or_picked(record: RawRecord, params: PickParams | None = None) -> Pick
     p = params or PickParams()
     given_p, given_s = record.p_arrival_s, record.s_arrival_s
     if given_p is not None and given_s is not None:
-        return Picks(given_p, given_s, "given", "given", "", _sp_travel_time(record, p))
+        return Picks(given_p, given_s, "given", "given")  # no travel times: nothing to check
     if given_p is None and given_s is None:
         return pick_arrivals(record, p)
     if record.duration_s < p.min_duration_s:
