@@ -1,6 +1,7 @@
 """Archives as users receive them (NIED .tar.gz/.tgz, TADAS .zip), on small archives the tests
-build from synthetic K-NET/KiK-net, NSMN and TADAS files: member names, grouping, clean-up,
-corrupt archives quarantined, and the same reading in ``predict``."""
+build from synthetic K-NET/KiK-net, NSMN and TADAS files: member names, grouping, nothing
+written to disk, corrupt archives and members quarantined, sidecars found inside archives, and
+the same reading in ``predict``."""
 
 from __future__ import annotations
 
@@ -15,14 +16,32 @@ import pandas as pd
 import pytest
 
 from deepvs30.errors import ReaderError
-from deepvs30.ingest import QUARANTINE_FILE, IngestParams, ingest_paths, read_quarantine
+from deepvs30.ingest import (
+    QUARANTINE_FILE,
+    IngestParams,
+    default_realdata_dir,
+    ingest_paths,
+    read_quarantine,
+)
 from deepvs30.predict import read_inputs
-from deepvs30.readers import read_record
-from deepvs30.readers.archives import list_members, split_member, unpacked
+from deepvs30.readers import group_archive, read_group, read_record
+from deepvs30.readers.archives import list_members, opened, split_member
 from deepvs30.readers.stations import StationTable, load_station_csv
-from test_readers_synthetic import _knet_file, quake, write_nsmn, write_tadas_record
+from test_readers_synthetic import (
+    _knet_file,
+    quake,
+    write_datools_mseed,
+    write_nsmn,
+    write_tadas_record,
+)
 
 NO_PICK = IngestParams(pick=False)
+REALDATA = default_realdata_dir()
+LAQUILA = REALDATA / "gmpe_smtk_laquila" / "16840"
+CCM = REALDATA / "gmprocess_testdata" / "fdsn" / "ci38457511"
+needs_realdata = pytest.mark.skipif(
+    not (REALDATA / "INDEX.csv").is_file(), reason=f"real records not found at {REALDATA}"
+)
 KNET_DIRS = {"NS": "N-S", "EW": "E-W", "UD": "U-D"}
 KIK_DIRS = {"NS1": "1", "EW1": "2", "UD1": "3", "NS2": "4", "EW2": "5", "UD2": "6"}
 STATIONS = """network,station,lat,lon,vs30_mps,vs30_method
@@ -65,22 +84,25 @@ def stations(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def temp_dirs(monkeypatch) -> list[Path]:
-    """Every temporary folder made while the test runs (to check that none is left)."""
+def temp_dirs(monkeypatch, tmp_path: Path) -> list[Path]:
+    """Every folder made in the temp dir while the test runs (none may be: archives are read
+    in place), the temp dir pointed at an empty folder that must stay empty."""
     made: list[Path] = []
     real = tempfile.mkdtemp
 
     def recording(*args, **kwargs):
-        path = real(*args, **kwargs)
-        made.append(Path(path))
-        return path
+        path = Path(real(*args, **kwargs))
+        if path.parent == empty:
+            made.append(path)
+        return str(path)
 
+    empty = tmp_path / "tmpdir"
+    empty.mkdir()
     monkeypatch.setattr(tempfile, "mkdtemp", recording)
-    return made
-
-
-def _archive_dirs(made: list[Path]) -> list[Path]:
-    return [p for p in made if p.name.startswith("deepvs30-archive-")]
+    monkeypatch.setattr(tempfile, "tempdir", str(empty))
+    monkeypatch.setenv("TMPDIR", str(empty))
+    yield made
+    assert not list(empty.iterdir()), "something was written to the temp dir"
 
 
 @pytest.mark.parametrize("name", ["20200102120000.knt.tar.gz", "20200102120000.knt.tgz", "x.zip"])
@@ -106,7 +128,7 @@ def test_ingest_reads_archive_members_named_archive_colon_member(
     assert by_station["9999"] == f"{archive}:20200102030405_9999.txt"
     vs30 = dict(zip(metadata["station_code"], metadata["station_vs30_mps"], strict=True))
     assert vs30 == {"TST001": 312.5, "9999": 412.5}
-    assert _archive_dirs(temp_dirs) and not any(p.exists() for p in temp_dirs)
+    assert temp_dirs == []
 
 
 def test_member_in_a_subfolder_keeps_its_path(tmp_path: Path, stations: Path) -> None:
@@ -194,7 +216,7 @@ def test_corrupt_archive_is_quarantined_naming_it(
     reasons = dict(read_quarantine(out / QUARANTINE_FILE).values)
     assert set(reasons) == {str(bad), str(raw / "junk.tgz")}
     assert all(r.startswith("corrupt or truncated archive") for r in reasons.values())
-    assert not any(p.exists() for p in temp_dirs)
+    assert temp_dirs == []
 
 
 def test_unsafe_and_empty_archives_are_refused(tmp_path: Path, stations: Path) -> None:
@@ -216,16 +238,113 @@ def test_unsafe_and_empty_archives_are_refused(tmp_path: Path, stations: Path) -
     assert not (tmp_path.parent / "outside.txt").exists()
 
 
-def test_unpacked_cleans_up_on_errors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["a.tgz", "a.tar", "a.zip"])
+def test_members_are_read_in_memory_one_group_at_a_time(
+    tmp_path: Path, temp_dirs: list[Path], name: str
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
-    archive = pack(tmp_path / "a.tgz", write_knet_files(src, "TST0012001021200", KNET_DIRS), src)
-    with pytest.raises(RuntimeError), unpacked(archive) as view:
-        root = view.root
-        assert view.path("TST0012001021200.NS").is_file()
-        assert view.name(view.path("TST0012001021200.NS")) == f"{archive}:TST0012001021200.NS"
-        raise RuntimeError("reader crashed")
-    assert not root.exists()
+    files = write_knet_files(src, "TST0012001021200", KNET_DIRS)
+    files += write_knet_files(src, "TST0022001021200", KNET_DIRS, seed=1)
+    archive = pack(tmp_path / name, files, src)
+    before = set(tmp_path.rglob("*"))
+    with opened(archive) as source:
+        groups, rejected, n_files, n_sidecars = group_archive(source)
+        assert (len(groups), rejected, n_files, n_sidecars) == (2, [], 6, 0)
+        assert all(f.data is None for g in groups for f in g.files)  # listed, not read
+        (first, second) = groups
+        loaded = source.load(first.files)
+        assert [str(f) for f in loaded] == [f"{archive}:{f.member}" for f in first.files]
+        assert [len(f.data) for f in loaded] == [f.size for f in first.files]
+        (record,) = read_group(first, source)
+        assert set(record.source_files) == {f"{archive}:TST0012001021200.{c}" for c in KNET_DIRS}
+        (record,) = read_group(second, source)
+        assert set(record.source_files) == {f"{archive}:TST0022001021200.{c}" for c in KNET_DIRS}
+    assert set(tmp_path.rglob("*")) == before  # nothing unpacked beside it either
+
+
+def test_corrupt_member_is_quarantined_naming_archive_colon_member(
+    tmp_path: Path, stations: Path, temp_dirs: list[Path]
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    files = write_knet_files(src, "TST0012001021200", KNET_DIRS)
+    files.append(write_nsmn(src / "20200102030405_9999.txt", quake(seed=1), station="9999"))
+    archive = pack(tmp_path / "x.zip", files, src)
+    _flip_member_byte(archive, "TST0012001021200.NS")  # its CRC no longer matches
+    out = tmp_path / "ds"
+    summary = ingest_paths([archive], out, stations_csv=stations, params=NO_PICK)
+    assert (summary.ingested, summary.quarantined, summary.input_items) == (1, 1, 2)
+    assert (summary.input_files, summary.archives) == (4, 1) and summary.balanced
+    ((file, reason),) = read_quarantine(out / QUARANTINE_FILE).values
+    assert set(file.split(";")) == {f"{archive}:TST0012001021200.{c}" for c in ("NS", "EW", "UD")}
+    assert reason.startswith("corrupt archive member") and "CRC" in reason
+    with pytest.raises(ReaderError, match="corrupt archive member") as info:
+        read_record(f"{archive}:TST0012001021200.EW")
+    assert info.value.path == f"{archive}:TST0012001021200.NS"
+
+
+def _flip_member_byte(archive: Path, member: str) -> None:
+    """One byte of a stored (uncompressed) copy of ``member`` changed, the CRC kept."""
+    with zipfile.ZipFile(archive) as zf:
+        items = [(i, zf.read(i)) for i in zf.infolist()]
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        for info, data in items:
+            zf.writestr(info.filename, data, zipfile.ZIP_STORED)
+    raw = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo(member)
+        at = info.header_offset + 30 + len(info.filename.encode()) + 100
+    raw[at] ^= 0xFF
+    archive.write_bytes(bytes(raw))
+
+
+@needs_realdata
+def test_sidecars_inside_archives_are_found(tmp_path: Path, temp_dirs: list[Path]) -> None:
+    """ITACA ``<id>.metadata`` next to its ``.cor.acc`` files, inside a tar.gz."""
+    src = tmp_path / "src" / "16840"
+    src.mkdir(parents=True)
+    for name in ("16840_H1.cor.acc", "16840_H2.cor.acc", "16840_V.cor.acc", "16840.metadata"):
+        (src / name).write_bytes((LAQUILA / name).read_bytes())
+    on_disk = read_record(src / "16840_V.cor.acc")[0]
+    archive = pack(tmp_path / "itaca.tar.gz", sorted(src.iterdir()), src.parent)
+    out = tmp_path / "ds"
+    summary = ingest_paths([archive], out, params=NO_PICK)
+    assert (summary.input_files, summary.sidecar_files, summary.ingested) == (3, 1, 1)
+    (record,) = read_record(f"{archive}:16840/16840_H1.cor.acc")
+    assert record.vs30_mps == on_disk.vs30_mps is not None
+    assert record.event_id == on_disk.event_id is not None
+    np.testing.assert_array_equal(record.waveform_mps2, on_disk.waveform_mps2)
+    metadata = pd.read_csv(out / "metadata.csv")
+    assert metadata["station_vs30_mps"].tolist() == [on_disk.vs30_mps]
+
+
+@needs_realdata
+def test_stationxml_inside_an_archive_is_found(tmp_path: Path, temp_dirs: list[Path]) -> None:
+    """miniSEED channels with their StationXML (units, orientation) next to them in a zip."""
+    files = [CCM / f"CI.CLC..HN{c}.mseed" for c in "ZNE"] + [CCM / "CI.CLC.xml"]
+    on_disk = read_record(files[0])[0]
+    archive = pack(tmp_path / "ccm.zip", files, CCM)
+    (record,) = read_record(f"{archive}:CI.CLC..HNN.mseed")
+    assert record.orientation_note == on_disk.orientation_note
+    assert record.station_latitude_deg == on_disk.station_latitude_deg is not None
+    assert record.source_files == tuple(f"{archive}:{p.name}" for p in sorted(files[:3]))
+    np.testing.assert_array_equal(record.waveform_mps2, on_disk.waveform_mps2)
+
+
+def test_channel_folders_inside_an_archive_make_one_record(
+    tmp_path: Path, temp_dirs: list[Path]
+) -> None:
+    """datools ``{EW2,NS2,UD2}/<stem>.<CH>.MSEED`` at the top of an archive: one record."""
+    paths = write_datools_mseed(tmp_path / "src")
+    on_disk = read_record(paths["UD2"])[0]
+    archive = pack(tmp_path / "datools.tar.gz", list(paths.values()), tmp_path / "src")
+    (record,) = read_record(f"{archive}:NS2/TSTH012001021200.NS2.MSEED")
+    assert set(record.source_files) == {
+        f"{archive}:{c}/TSTH012001021200.{c}.MSEED" for c in ("EW2", "NS2", "UD2")
+    }
+    assert record.station_code == on_disk.station_code == "TSTH01"
+    np.testing.assert_array_equal(record.waveform_mps2, on_disk.waveform_mps2)
 
 
 def test_read_record_on_members_and_its_errors(tmp_path: Path) -> None:
@@ -236,7 +355,7 @@ def test_read_record_on_members_and_its_errors(tmp_path: Path) -> None:
     with pytest.raises(ReaderError, match="need UD, NS, EW") as info:
         read_record(f"{archive}:TST0012001021200.NS")
     assert info.value.path.startswith(f"{archive}:")
-    assert "deepvs30-archive-" not in str(info.value)
+    assert "/tmp" not in str(info.value).replace(str(tmp_path), "")
     with pytest.raises(ReaderError, match="no such archive member"):
         read_record(f"{archive}:nothing.NS")
     with pytest.raises(ReaderError, match="ARCHIVE:MEMBER"):

@@ -268,3 +268,30 @@ def test_afad_mat_given_picks_reproduced() -> None:
     assert sum(e < 0.5 for e in errors_p) >= 4 and sum(e < 0.5 for e in errors_s) >= 4
     assert float(np.median(errors_p)) < 0.3 and float(np.median(errors_s)) < 0.3
     assert all(math.isfinite(e) for e in errors_p + errors_s)
+
+
+def test_travel_time_curves_are_cached_on_disk(tmp_path, monkeypatch) -> None:
+    """The first use of a source depth builds TauP curves and keeps them; a later process reads
+    the same times from the cache without importing TauP (and matplotlib with it)."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("DEEPVS30_CACHE", str(tmp_path))
+    code = (
+        "import sys\n"
+        "from deepvs30.readers.picking import travel_times\n"
+        "print(*travel_times(0.5, 13.0), 'obspy.taup' in sys.modules)\n"
+    )
+
+    def run() -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+        )
+        return done.stdout.split()
+
+    built = run()
+    assert built[2] == "True" and len(list((tmp_path / "taup").glob("iasp91-13km-*.npz"))) == 1
+    cached = run()
+    assert cached == [built[0], built[1], "False"]
+    sp_s = float(built[1]) - float(built[0])
+    assert sp_s == pytest.approx(_taup_sp(0.5 * 111.195, 13.0), abs=0.1)

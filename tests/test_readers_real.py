@@ -16,14 +16,12 @@ from deepvs30.ingest import default_realdata_dir
 from deepvs30.readers import (
     FORMATS,
     RawRecord,
-    adopt_names,
     detect_format,
-    group_files,
-    is_sidecar,
+    group_archive,
     read_group,
     read_record,
 )
-from deepvs30.readers.archives import split_member, unpacked
+from deepvs30.readers.archives import opened, split_member
 from deepvs30.readers.picking import pick_arrivals
 from realdata_index import LABEL_IN_FILE, READS_WHOLE
 
@@ -64,16 +62,15 @@ def _names(row: pd.Series) -> set[str]:
 @functools.lru_cache(maxsize=1)
 def _archive_records(archive: str) -> dict[frozenset[str], RawRecord]:
     """Every record of one archive, read once, by its member names."""
-    with unpacked(archive) as view:
-        groups, _ = group_files([p for p in view.files if not is_sidecar(p)])
+    with opened(archive) as source:
+        groups, _, _, _ = group_archive(source)
         records = {}
         for group in groups:
             try:
-                found = read_group(group)
+                found = read_group(group, source)
             except ReaderError:
                 continue
             for record in found:
-                adopt_names(record, view)
                 records[frozenset(record.source_files)] = record
         return records
 

@@ -4,9 +4,10 @@ Walks files and folders, groups component files into records (:mod:`deepvs30.rea
 each record once, joins Vs30 from station tables where the file has none, takes P/S arrivals
 from the source or picks them, and writes the canonical dataset with
 :func:`deepvs30.dataset.write_dataset`. Archives (``.tar.gz``/``.tgz``/``.tar``/``.zip``: NIED
-``<event>.knt.tar.gz``, AFAD TADAS ``<event>.zip``) are unpacked one by one into a temporary
-folder removed once their records are read; members are named ``archive:member`` and group as
-they would on disk.
+``<event>.knt.tar.gz``, AFAD TADAS ``<event>.zip``) are read in place, never unpacked to disk:
+members are listed once, grouped as they would be on disk, and each file group's bytes read
+into memory while it is read (:mod:`deepvs30.readers.archives`); members are named
+``archive:member``.
 
 Records flow reader → checks → disk in **shards**: the file groups of one source (the plain
 files, or one archive) cut into slices of ``ingest.shard_records``. Each shard is read, screened
@@ -15,14 +16,14 @@ stores them) streamed record by record into ``<id>.h5`` and its rows (metadata, 
 dedupe keys, counts) into ``<id>.json``, written last and atomically: a shard is finished iff
 its manifest exists. Shards live in the work folder ``<out>.partial/`` beside the output.
 ``ingest.workers`` processes read shards side by side (1: in this process; ``auto``: the usable
-cores, :mod:`deepvs30.threads`); an archive is unpacked and read by one worker, its shards in
+cores, :mod:`deepvs30.threads`); an archive is opened and read by one worker, its shards in
 turn, while other workers read other archives or slices of the plain files. Then the steps that
 need every record, on metadata only and in input order: duplicates (same station, sensor and
 start time), stations with conflicting Vs30 labels, unique trace names. The dataset is written
 from the shards one record at a time and the work folder removed. No process holds more than
-one file group's waveforms of its own; the writer (SeisBench) holds at most one bucket (256
-records) per record length class, and the metadata of every record (a few kB each) is held to
-the end, as SeisBench writes it last.
+one file group's waveforms (and, inside an archive, its member bytes) of its own; the writer
+(SeisBench) holds at most one bucket (256 records) per record length class, and the metadata
+of every record (a few kB each) is held to the end, as SeisBench writes it last.
 
 Resume: the work folder records a fingerprint of the inputs (paths, sizes, modification times),
 of the station tables, of the parameters that change the output and of the code. A rerun (after
@@ -69,13 +70,13 @@ from deepvs30.readers import (
     FORMATS,
     FileGroup,
     RawRecord,
-    adopt_names,
+    group_archive,
     group_files,
     is_sidecar,
     read_group,
     read_record,
 )
-from deepvs30.readers.archives import Unpacked, is_archive, unpacked
+from deepvs30.readers.archives import Archive, is_archive, opened
 from deepvs30.readers.base import hypocentral_distance_km
 from deepvs30.readers.picking import PickParams, Picks, given_or_picked
 from deepvs30.readers.stations import (
@@ -132,7 +133,7 @@ class IngestSummary:
     out_dir: Path
     input_files: int = 0  # data files walked, archive members included (sidecars excluded)
     sidecar_files: int = 0  # .metadata/.xml/.rs/... consumed by readers, not records
-    archives: int = 0  # archives unpacked (their members are counted in input_files)
+    archives: int = 0  # archives read (their members are counted in input_files)
     input_items: int = 0  # records read + file groups that failed to read
     ingested: int = 0
     quarantined: int = 0
@@ -150,7 +151,7 @@ class IngestSummary:
     def text(self) -> str:
         lines = [
             f"input: {self.input_files} data file(s) ({self.sidecar_files} sidecar file(s) used "
-            f"as metadata; {self.archives} archive(s) unpacked) -> {self.input_items} "
+            f"as metadata; {self.archives} archive(s) read) -> {self.input_items} "
             "record(s)/unreadable group(s)",
             f"ingested: {self.ingested} "
             + ", ".join(f"{k}={v}" for k, v in sorted(self.ingested_by_format.items())),
@@ -204,39 +205,34 @@ def walk(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path], list[Path
 @dataclass
 class Batch:
     """The file groups of one source: the plain files walked, or the members of one archive
-    (``view`` set while its temporary folder exists). Names are as users see them."""
+    (``archive`` set, open while the batch is used). Names are as users see them."""
 
     groups: list[FileGroup]
     rejected: list[tuple[str, str]]  # (file or archive name, reason): not read, one item each
-    view: Unpacked | None = None
+    archive: Archive | None = None
     n_files: int = 0  # data files (members) in this batch
     n_sidecars: int = 0
 
-    def name(self, path: str | Path) -> str:
-        return self.view.name(path) if self.view else str(path)
-
-    def reason(self, text: str) -> str:
-        return self.view.rename(text) if self.view else text
-
     def files(self, group: FileGroup) -> str:
-        return ";".join(self.name(p) for p in group.files)
+        return ";".join(str(p) for p in group.files)
 
     def read(self, group: FileGroup, siblings: bool = False) -> list[RawRecord]:
-        """The group's records, files named ``archive:member`` inside archives; ReaderError.
-        ``siblings``: also the other component files next to them (one file given alone)."""
+        """The group's records, files named ``archive:member`` inside archives (their bytes read
+        from the archive now); ReaderError. ``siblings``: also the other component files next
+        to them on disk (one file given alone; an archive's groups are complete)."""
         try:
-            records = read_record(group.files[0], group.fmt) if siblings else read_group(group)
+            if siblings and self.archive is None:
+                records = read_record(group.files[0], group.fmt)
+            else:
+                records = read_group(group, self.archive)
         except ReaderError as exc:
-            raise ReaderError(self.files(group), self.reason(exc.reason)) from exc
-        if self.view is not None:
-            for record in records:
-                adopt_names(record, self.view)
+            raise ReaderError(self.files(group), exc.reason) from exc
         return records
 
 
 def batches(data_files: Sequence[Path], fmt: str = "auto") -> Iterator[Batch]:
-    """Plain files first, then each archive unpacked in turn (its folder removed before the
-    next one): use each batch before asking for the next."""
+    """Plain files first, then each archive in turn (closed before the next one is opened):
+    use each batch before asking for the next."""
     yield plain_batch(data_files, fmt)
     for archive in data_files:
         if is_archive(archive):
@@ -253,21 +249,21 @@ def plain_batch(data_files: Sequence[Path], fmt: str = "auto") -> Batch:
 
 @contextmanager
 def archive_batch(archive: Path, fmt: str = "auto") -> Iterator[Batch]:
-    """The members of ``archive`` grouped into records, unpacked for as long as the block lasts;
-    an archive that cannot be unpacked, or holds no data file, is one rejected item."""
+    """The members of ``archive`` grouped into records, the archive open for as long as the
+    block lasts (each group's bytes are read when the group is read; nothing goes to disk);
+    an archive that cannot be read, or holds no data file, is one rejected item."""
     with ExitStack() as stack:
         try:
-            view = stack.enter_context(unpacked(archive))
+            source = stack.enter_context(opened(archive))
+            groups, rejected, n_files, n_sidecars = group_archive(source, fmt)
         except ReaderError as exc:
             yield Batch([], [(str(archive), exc.reason)])
             return
-        members = [p for p in view.files if not is_sidecar(p)]
-        if not members:
+        if not n_files:
             yield Batch([], [(str(archive), "archive holds no data files")])
             return
-        groups, rejected = group_files(members, fmt)
-        named = [(view.name(p), view.rename(e.reason)) for p, e in rejected]
-        yield Batch(groups, named, view, len(members), len(view.files) - len(members))
+        named = [(str(p), e.reason) for p, e in rejected]
+        yield Batch(groups, named, source, n_files, n_sidecars)
 
 
 # ---------------------------------------------------------------- stations
@@ -754,7 +750,7 @@ class ShardTask:
     n_chunks: int
     groups: tuple[FileGroup, ...]
     rejected: tuple[tuple[str, str], ...]
-    view: Unpacked | None
+    archive: Archive | None  # the open archive the groups are read from (None: files on disk)
     counts: dict[str, int]  # input_files, sidecar_files, archives
 
     @property
@@ -779,7 +775,7 @@ def shard_tasks(source: int, batch: Batch, shard_records: int) -> list[ShardTask
     counts = {
         "input_files": batch.n_files,
         "sidecar_files": batch.n_sidecars,
-        "archives": int(batch.view is not None),
+        "archives": int(batch.archive is not None),
     }
     return [
         ShardTask(
@@ -788,7 +784,7 @@ def shard_tasks(source: int, batch: Batch, shard_records: int) -> list[ShardTask
             n_chunks,
             tuple(batch.groups[k * shard_records : (k + 1) * shard_records]),
             tuple(batch.rejected) if k == 0 else (),
-            batch.view,
+            batch.archive,
             counts if k == 0 else dict.fromkeys(counts, 0),
         )
         for k in range(n_chunks)
@@ -802,7 +798,7 @@ def write_shard(
     then the manifest ``<id>.json`` (the mark of a finished shard). Returns its file groups."""
     import h5py
 
-    batch = Batch(list(task.groups), list(task.rejected), task.view)
+    batch = Batch(list(task.groups), list(task.rejected), task.archive)
     items: list[list] = [["q", name, reason] for name, reason in task.rejected]
     rows: list[dict] = []
     input_items = len(task.rejected)
@@ -897,7 +893,7 @@ def read_shards(
     n_workers: int = 1,
 ) -> list[str]:
     """Write every unfinished shard; the ids of all shards, in input order. The plain files are
-    grouped here and read in slices; each archive is one task, unpacked and read by one worker
+    grouped here and read in slices; each archive is one task, opened and read by one worker
     (archives are read side by side, the slices of one archive one after another)."""
     archives = [p for p in data_files if is_archive(p)]
     bar = progress.bar(desc="ingest", unit="rec")
@@ -925,7 +921,7 @@ def read_shards(
 
 @dataclass(frozen=True)
 class ArchiveTask:
-    """One archive: unpacked by the worker that reads it, its slices written in turn."""
+    """One archive: opened by the worker that reads it, its slices written in turn."""
 
     source: int
     archive: Path
@@ -935,8 +931,8 @@ class ArchiveTask:
 def write_archive_shards(
     task: ArchiveTask, context: ShardContext, on_group: Callable[[], Any] | None = None
 ) -> int:
-    """The unfinished shards of one archive; its folder is removed at the end. Returns the
-    number of file groups read."""
+    """The unfinished shards of one archive, read from it in place. Returns the number of file
+    groups read."""
     with archive_batch(task.archive, task.fmt) as batch:
         n_groups = 0
         for shard in shard_tasks(task.source, batch, context.params.shard_records):

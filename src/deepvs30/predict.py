@@ -65,7 +65,7 @@ def read_inputs(
     sensor: str = "surface",
     picking=None,
 ) -> tuple[list[tuple[dict, np.ndarray]], list[dict]]:
-    """Every record under ``paths`` (archives unpacked as ``ingest`` does, members named
+    """Every record under ``paths`` (archives read in place as ``ingest`` does, members named
     ``archive:member``) as canonical ``(metadata, waveform)`` pairs, and the files or records
     that could not be used, each with the reader's reason."""
 

@@ -6,9 +6,10 @@
   read whole folders, each record once;
 - :data:`FORMATS` — the registry by name (afad-mat, nsmn, esm, knet, kiknet, itaca, at2, sac,
   mseed, obspy);
-- :mod:`deepvs30.readers.archives` — ``.tar.gz``/``.tgz``/``.tar``/``.zip`` archives unpacked into
-  a temporary folder for the readers; members are named ``archive:member``, a name
-  :func:`read_record` also accepts.
+- :func:`group_archive` — the same for the members of an archive opened with
+  :func:`deepvs30.readers.archives.opened` (``.tar.gz``/``.tgz``/``.tar``/``.zip``), read in
+  place, one file group at a time, never unpacked to disk; members are named
+  ``archive:member``, a name :func:`read_record` also accepts.
 
 Every failure is a :class:`deepvs30.errors.ReaderError`; readers never raise anything else.
 """
@@ -21,18 +22,18 @@ from functools import partial
 from pathlib import Path
 
 from deepvs30.errors import ReaderError
-from deepvs30.readers import afad_mat, archives, at2, esm, itaca, knet, nsmn, seed
-from deepvs30.readers.base import RawRecord
+from deepvs30.readers import afad_mat, archives, at2, base, esm, itaca, knet, nsmn, seed
+from deepvs30.readers.base import MemberFile, RawRecord, Source
 
 __all__ = [
     "FORMATS",
     "SIDECAR_SUFFIXES",
     "FileGroup",
-    "adopt_names",
     "archives",
     "RawRecord",
     "ReaderError",
     "detect_format",
+    "group_archive",
     "group_files",
     "read_group",
     "read_record",
@@ -40,6 +41,9 @@ __all__ = [
 
 # Files that describe records but are not records: consumed by the readers, never counted.
 SIDECAR_SUFFIXES = (".metadata", ".rs", ".xml", ".json", ".md", ".csv", ".xlsx", ".yml", ".yaml")
+# Of them, what readers look up next to a record file (ITACA .metadata, StationXML): inside an
+# archive these are kept in memory for the readers of its file groups.
+LOOKED_UP_SUFFIXES = (".metadata", ".xml")
 HEAD_BYTES = 2048  # enough for an ESM header behind the AFAD TADAS preamble
 
 
@@ -91,10 +95,12 @@ class FileGroup:
     """Files that together make one record (or several, for multi-channel files)."""
 
     fmt: str
-    files: tuple[Path, ...]
+    files: tuple[Source, ...]
 
 
-def _head(path: Path) -> bytes:
+def _head(path: Source) -> bytes:
+    if isinstance(path, MemberFile):
+        return base.read_bytes(path)[:HEAD_BYTES] if path.size else b""
     try:
         with path.open("rb") as fh:
             return fh.read(HEAD_BYTES)
@@ -102,14 +108,19 @@ def _head(path: Path) -> bytes:
         raise ReaderError(path, f"cannot open ({exc.strerror or exc})") from exc
 
 
-def is_sidecar(path: Path) -> bool:
+def is_sidecar(path: Source) -> bool:
     return path.name.lower().endswith(SIDECAR_SUFFIXES) or path.name.startswith(".")
 
 
-def detect_format(path: str | Path) -> str:
-    """The format name of ``path`` by content, then extension; ReaderError if unrecognised."""
-    path = Path(path)
-    head = _head(path)
+def _looked_up(path: Source) -> bool:
+    return is_sidecar(path) and path.name.lower().endswith(LOOKED_UP_SUFFIXES)
+
+
+def detect_format(path: str | Path | MemberFile, head: bytes | None = None) -> str:
+    """The format name of ``path`` by content (``head``: its first bytes, read if not given),
+    then extension; ReaderError if unrecognised."""
+    path = path if isinstance(path, MemberFile) else Path(path)
+    head = _head(path) if head is None else head
     if not head:
         raise ReaderError(path, "empty file")
     for name in _DETECT_ORDER:
@@ -122,15 +133,55 @@ def group_files(
     paths: Iterable[str | Path], fmt: str = "auto"
 ) -> tuple[list[FileGroup], list[tuple[Path, ReaderError]]]:
     """Group component files into records. Returns (groups, files that could not be classified)."""
+    _check_format(fmt)
+    return _grouped([(path, _classified(path, fmt)) for path in map(Path, paths)])
+
+
+def group_archive(
+    archive: archives.Archive, fmt: str = "auto"
+) -> tuple[list[FileGroup], list[tuple[MemberFile, ReaderError]], int, int]:
+    """The data members of an open archive grouped into records as :func:`group_files` groups
+    files on disk (each member's head read once, in archive order; the sidecars readers look
+    up are kept in memory by ``archive``). Returns (groups, members that could not be
+    classified, data members, sidecar members); a ReaderError naming the archive if it is
+    corrupt or refused. Read a group with ``read_group(group, archive)``.
+    """
+    _check_format(fmt)
+    classified: list[tuple[Source, str | ReaderError]] = []
+    n_sidecars = 0
+    for member, head in archive.scan(HEAD_BYTES, keep=_looked_up):
+        if is_sidecar(member):
+            n_sidecars += 1
+        else:
+            classified.append((member, _classified(member, fmt, head)))
+    classified.sort(key=lambda item: item[0])  # the order of the same files on disk
+    groups, rejected = _grouped(classified)
+    return groups, rejected, len(classified), n_sidecars
+
+
+def _check_format(fmt: str) -> None:
     if fmt != "auto" and fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; known: {sorted(FORMATS)}")
-    grouped: dict[tuple[str, str], list[Path]] = {}
-    rejected: list[tuple[Path, ReaderError]] = []
-    for path in map(Path, paths):
-        try:
-            name = detect_format(path) if fmt == "auto" else fmt
-        except ReaderError as exc:
-            rejected.append((path, exc))
+
+
+def _classified(path: Source, fmt: str, head: bytes | None = None) -> str | ReaderError:
+    """The format name of ``path`` (``fmt`` unless auto), or the error that says why not."""
+    if fmt != "auto":
+        return fmt
+    try:
+        return detect_format(path, head)
+    except ReaderError as exc:
+        return exc
+
+
+def _grouped(
+    classified: Iterable[tuple[Source, str | ReaderError]],
+) -> tuple[list[FileGroup], list[tuple[Source, ReaderError]]]:
+    grouped: dict[tuple[str, str], list[Source]] = {}
+    rejected: list[tuple[Source, ReaderError]] = []
+    for path, name in classified:
+        if isinstance(name, ReaderError):
+            rejected.append((path, name))
             continue
         key = FORMATS[name].group_key(path)
         grouped.setdefault((name, key), []).append(path)
@@ -138,10 +189,12 @@ def group_files(
     return sorted(groups, key=lambda g: str(g.files[0])), rejected
 
 
-def read_group(group: FileGroup) -> list[RawRecord]:
-    """Read one group; any failure becomes a ReaderError naming the first file."""
+def read_group(group: FileGroup, archive: archives.Archive | None = None) -> list[RawRecord]:
+    """Read one group (its members' bytes read from ``archive`` now, for a group that
+    :func:`group_archive` made); any failure becomes a ReaderError naming the first file."""
+    files = list(group.files) if archive is None else archive.load(group.files)
     try:
-        return FORMATS[group.fmt].read(list(group.files))
+        return FORMATS[group.fmt].read(files)
     except ReaderError:
         raise
     except Exception as exc:  # last line of defence: a reader bug must not stop an ingest
@@ -192,20 +245,15 @@ def _siblings(path: Path, name: str) -> list[Path]:
 
 
 def _read_member(archive: Path, member: str, fmt: str) -> list[RawRecord]:
-    with archives.unpacked(archive) as view:
-        target = view.path(member)
-        if not target.is_file():
-            raise ReaderError(archives.member_name(archive, member), "no such archive member")
-        try:
-            records = read_record(target, fmt)
-        except ReaderError as exc:
-            raise ReaderError(view.name(exc.path), view.rename(exc.reason)) from exc
-        for record in records:
-            adopt_names(record, view)
-        return records
-
-
-def adopt_names(record: RawRecord, view: archives.Unpacked) -> RawRecord:
-    """Name the record's files ``archive:member`` instead of their temporary paths."""
-    record.source_files = tuple(view.name(f) for f in record.source_files)
-    return record
+    """The record(s) of the file group that ``member`` belongs to, read from the archive."""
+    member = archives.normalised(member)
+    with archives.opened(archive) as source:
+        groups, rejected, _, _ = group_archive(source, fmt)
+        for path, exc in rejected:
+            if path.member == member:
+                raise exc
+        for group in groups:
+            if any(f.member == member for f in group.files):
+                return read_group(group, source)
+        reason = "a sidecar file, not a record" if member in source else "no such archive member"
+        raise ReaderError(archives.member_name(archive, member), reason)

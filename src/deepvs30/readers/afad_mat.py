@@ -17,7 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from deepvs30.readers.base import GAL_TO_MPS2, RawRecord, check_record, fail, read_bytes
+from deepvs30.readers.base import (
+    GAL_TO_MPS2,
+    RawRecord,
+    check_record,
+    fail,
+    library_input,
+    read_bytes,
+)
 
 FORMAT = "afad-mat"
 _NAME = re.compile(r"^(?P<time>\d{14})_(?P<station>\w+)$")
@@ -63,7 +70,7 @@ def _load_struct(path: Path) -> np.ndarray:
 
     read_bytes(path)  # empty / unreadable file -> ReaderError
     try:
-        mat = sio.loadmat(str(path))
+        mat = sio.loadmat(library_input(path))
         return mat["EQ"][0, 0]["anEQ"][0, 0]
     except (KeyError, IndexError, ValueError, TypeError) as exc:
         raise fail(path, f"not an AFAD EQ.anEQ .mat struct ({exc})") from exc

@@ -1,39 +1,46 @@
 """Archives as users receive them: NIED ``<event>.knt.tar.gz`` / ``<event>.kik.tar.gz`` and AFAD
-TADAS ``<event>.zip`` (also ``.tgz`` and plain ``.tar``).
+TADAS ``<event>.zip`` (also ``.tgz`` and plain ``.tar``), read in place: nothing is unpacked to
+disk.
 
-:func:`unpacked` extracts the regular-file members into a temporary folder that is removed when
-the ``with`` block ends (also on errors), so nothing is left behind; the record readers then read
-the members like any other file. Members are named ``<archive>:<member>`` (the form INDEX.csv
-uses, e.g. ``20240623225400.kik.tar.gz:CHBH102406232254.EW2``): :meth:`Unpacked.name` turns an
-extracted path back into that name and :meth:`Unpacked.rename` does it inside reader messages.
+:func:`opened` opens an archive as an :class:`Archive`; :meth:`Archive.scan` lists its regular
+members once, in archive order, with the first bytes of each (for format sniffing), and
+:meth:`Archive.load` reads the bytes of one file group into memory as
+:class:`~deepvs30.readers.base.MemberFile` objects, which the readers take like paths. Members
+are named ``<archive>:<member>`` (the form INDEX.csv uses, e.g.
+``20240623225400.kik.tar.gz:CHBH102406232254.EW2``).
 
-A corrupt or truncated archive (bad gzip stream, missing zip directory, CRC error), one with an
-unsafe member path (absolute or ``..``) or one that unpacks to more than
-:data:`MAX_UNPACKED_BYTES` is refused as a whole with a ReaderError naming the archive.
-Directories, links and device entries are not data and are skipped.
+Memory: the bytes of the group being read (each member at most
+:data:`~deepvs30.readers.base.MAX_TEXT_BYTES`), the sidecars that :meth:`~Archive.scan` was asked
+to keep (at most :data:`MAX_SIDECAR_BYTES`, refused beyond) and the member list (name, size,
+position: about 0.5 kB a member, at most :data:`MAX_MEMBERS`). Zip members are read directly.
+A tar.gz can only be read forward: :meth:`Archive.load` reads a group's members in archive
+order, so groups asked for in archive order (name order in NIED archives) cost one
+decompression pass after the scan; a group lying before the previous one restarts the
+decompression from the start of the archive (slower, still correct).
+
+A corrupt or truncated archive (bad gzip stream, missing zip directory), one with an unsafe
+member path (absolute or ``..``), a member given twice, more than :data:`MAX_MEMBERS` members or
+more than :data:`MAX_UNPACKED_BYTES` in all is refused as a whole with a ReaderError naming the
+archive; a member that fails to read (zip CRC error, truncated data) is a ReaderError naming
+``archive:member``. Directories, links and device entries are not data and are skipped.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import tarfile
-import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
 
-from deepvs30.readers.base import fail
+from deepvs30.readers.base import MAX_TEXT_BYTES, MEMBER_SEPARATOR, MemberFile, Source, fail
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
-MEMBER_SEPARATOR = ":"
 MAX_UNPACKED_BYTES = 8 * 1024**3  # a larger total is refused (decompression bomb guard)
 MAX_MEMBERS = 200_000
-_COPY_CHUNK_BYTES = 1024 * 1024
+MAX_SIDECAR_BYTES = 64 * 1024**2  # sidecars kept in memory for the readers (.metadata, .xml)
 _ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
 
 
@@ -60,49 +67,151 @@ def split_member(name: str | Path) -> tuple[Path, str] | None:
     return None
 
 
-@dataclass(frozen=True)
-class Unpacked:
-    """The members of one archive, extracted under ``root`` for as long as the block lasts."""
+def normalised(name: str) -> str:
+    """A member path as records name it: ``/`` separators, no ``.`` parts (``./a\\b`` → ``a/b``)."""
+    return PurePosixPath(name.replace("\\", "/")).as_posix()
 
-    archive: Path
-    root: Path
-    files: tuple[Path, ...]  # extracted regular files, sorted
 
-    def name(self, path: str | Path) -> str:
-        """The ``archive:member`` name of an extracted file (other paths unchanged)."""
+@dataclass
+class _Entry:
+    file: MemberFile  # name and size, no data
+    info: tarfile.TarInfo | zipfile.ZipInfo
+    position: int  # where its data starts in the archive (the order reads should follow)
+
+
+class Archive:
+    """One open archive: :meth:`scan` it once, then :meth:`load` file groups from it."""
+
+    def __init__(self, path: Path, handle: tarfile.TarFile | zipfile.ZipFile):
+        self.path = path
+        self._handle = handle
+        self._entries: dict[str, _Entry] = {}
+        self.sidecars: dict[str, MemberFile] = {}  # member path -> sidecar with its bytes
+
+    def __contains__(self, member: str) -> bool:
+        """Whether the scan listed regular member ``member`` (a normalised path)."""
+        return member in self._entries
+
+    def scan(
+        self, head_bytes: int, keep: Callable[[MemberFile], bool] = lambda f: False
+    ) -> Iterator[tuple[MemberFile, bytes]]:
+        """Every regular member (no data) with its first ``head_bytes`` bytes, in archive order;
+        the members ``keep`` selects are read whole and kept in :attr:`sidecars` (for the
+        readers that look files up next to a record). Consume it to the end before
+        :meth:`load`; a ReaderError naming the archive if it is corrupt or refused."""
         try:
-            relative = Path(path).relative_to(self.root)
-        except ValueError:
-            return str(path)
-        return member_name(self.archive, relative.as_posix())
+            if isinstance(self._handle, zipfile.ZipFile):
+                yield from self._scan_zip(self._handle, head_bytes, keep)
+            else:
+                yield from self._scan_tar(self._handle, head_bytes, keep)
+        except _ARCHIVE_ERRORS as exc:
+            raise fail(self.path, f"corrupt or truncated archive ({_describe(exc)})") from exc
 
-    def rename(self, text: str) -> str:
-        """``text`` with every extracted path in it written as ``archive:member``."""
-        prefix = str(self.root) + os.sep
-        return text.replace(prefix, f"{self.archive}{MEMBER_SEPARATOR}")
+    def _scan_zip(self, zf: zipfile.ZipFile, head_bytes: int, keep) -> Iterator:
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        self._check_budget(len(infos), sum(i.file_size for i in infos))
+        for info in infos:
+            entry = self._add(info.filename, info.file_size, info, info.header_offset)
+            yield entry.file, self._head(entry, head_bytes, keep)
 
-    def path(self, member: str) -> Path:
-        """Where member ``member`` was extracted."""
-        return self.root / PurePosixPath(member)
+    def _scan_tar(self, tf: tarfile.TarFile, head_bytes: int, keep) -> Iterator:
+        total_bytes = 0
+        for info in tf:  # streamed: a truncated gzip fails here, not silently
+            if not info.isfile():
+                continue
+            total_bytes += info.size
+            self._check_budget(len(self._entries) + 1, total_bytes)
+            entry = self._add(info.name, info.size, info, info.offset_data)
+            yield entry.file, self._head(entry, head_bytes, keep)
+
+    def _add(self, name: str, size: int, info, position: int) -> _Entry:
+        member = PurePosixPath(name.replace("\\", "/"))
+        if member.is_absolute() or ".." in member.parts or not member.parts:
+            raise fail(self.path, f"unsafe member path {name!r}")
+        key = normalised(name)
+        if key in self._entries:
+            raise fail(self.path, f"member {name!r} given twice")
+        entry = _Entry(MemberFile(self.path, key, size), info, position)
+        self._entries[key] = entry
+        return entry
+
+    def _head(self, entry: _Entry, head_bytes: int, keep) -> bytes:
+        """The first bytes of a member (all of it, kept, if ``keep`` selects it)."""
+        if not keep(entry.file):
+            with self._open(entry) as src:
+                return src.read(head_bytes)
+        held = sum(f.size for f in self.sidecars.values()) + entry.file.size
+        if held > MAX_SIDECAR_BYTES:
+            raise fail(self.path, f"sidecar files hold more than {MAX_SIDECAR_BYTES} bytes")
+        sidecar = self._loaded(entry, {})
+        self.sidecars[sidecar.member] = sidecar
+        return sidecar.data[:head_bytes]
+
+    def _open(self, entry: _Entry):
+        if isinstance(self._handle, zipfile.ZipFile):
+            return self._handle.open(entry.info)
+        src = self._handle.extractfile(entry.info)
+        if src is None:  # not a regular file (scan lists none)
+            raise EOFError(f"member {entry.info.name} has no data")
+        return src
+
+    def _check_budget(self, n_members: int, n_bytes: int) -> None:
+        if n_members > MAX_MEMBERS:
+            raise fail(self.path, f"archive has more than {MAX_MEMBERS} members")
+        if n_bytes > MAX_UNPACKED_BYTES:
+            raise fail(self.path, f"archive unpacks to more than {MAX_UNPACKED_BYTES} bytes")
+
+    def load(self, files: Sequence[Source]) -> list[MemberFile]:
+        """``files`` (members from :meth:`scan`) with their bytes, in the order given; read in
+        archive order. Each can find the others and the kept sidecars next to it
+        (:func:`~deepvs30.readers.base.sibling`). A ReaderError naming the member that fails."""
+        nearby: dict[str, MemberFile] = dict(self.sidecars)
+        entries = [self._entry(f) for f in files]
+        for entry in sorted(entries, key=lambda e: e.position):
+            nearby[entry.file.member] = self._loaded(entry, nearby)
+        return [nearby[e.file.member] for e in entries]
+
+    def _entry(self, file: Source) -> _Entry:
+        entry = self._entries.get(file.member) if isinstance(file, MemberFile) else None
+        if entry is None or entry.file.archive != file.archive:
+            raise fail(file, "no such archive member")
+        return entry
+
+    def _loaded(self, entry: _Entry, nearby: dict[str, MemberFile]) -> MemberFile:
+        file = entry.file
+        if file.size > MAX_TEXT_BYTES:
+            raise fail(file, f"file too large ({file.size} bytes)")
+        try:
+            with self._open(entry) as src:  # a zip member's CRC is checked when read to its end
+                data = src.read()
+        except _ARCHIVE_ERRORS as exc:
+            raise fail(file, f"corrupt archive member ({_describe(exc)})") from exc
+        if len(data) != file.size:
+            reason = f"{len(data)} of {file.size} bytes: truncated"
+            raise fail(file, f"corrupt archive member ({reason})")
+        return MemberFile(file.archive, file.member, file.size, data, nearby)
 
 
 @contextmanager
-def unpacked(archive: str | Path, tmp_dir: str | Path | None = None) -> Iterator[Unpacked]:
-    """Extract ``archive`` into a temporary folder (under ``tmp_dir`` if given), removed on exit."""
+def opened(archive: str | Path) -> Iterator[Archive]:
+    """``archive`` open for reading as long as the block lasts; a ReaderError naming it if it
+    cannot be opened."""
     archive = Path(archive)
     if not archive.is_file():
         raise fail(archive, "no such archive")
-    with tempfile.TemporaryDirectory(prefix="deepvs30-archive-", dir=tmp_dir) as tmp:
-        root = Path(tmp)
-        try:
-            files = _extract(archive, root)
-        except _ARCHIVE_ERRORS as exc:
-            raise fail(archive, f"corrupt or truncated archive ({_describe(exc)})") from exc
-        yield Unpacked(archive, root, tuple(sorted(files)))
+    try:
+        if _kind(archive) == "zip":
+            handle: tarfile.TarFile | zipfile.ZipFile = zipfile.ZipFile(archive)  # noqa: SIM115
+        else:
+            handle = tarfile.open(archive, mode="r:*")  # noqa: SIM115 - closed below
+    except _ARCHIVE_ERRORS as exc:
+        raise fail(archive, f"corrupt or truncated archive ({_describe(exc)})") from exc
+    with handle:
+        yield Archive(archive, handle)
 
 
 def list_members(archive: str | Path) -> list[str]:
-    """Names of the regular-file members (no extraction); ReaderError if unreadable."""
+    """Names of the regular-file members (no data read); ReaderError if unreadable."""
     archive = Path(archive)
     try:
         if _kind(archive) == "zip":
@@ -121,67 +230,3 @@ def _describe(exc: BaseException) -> str:
 
 def _kind(archive: Path) -> str:
     return "zip" if archive.name.lower().endswith(".zip") else "tar"
-
-
-def _extract(archive: Path, root: Path) -> list[Path]:
-    if _kind(archive) == "zip":
-        return _extract_zip(archive, root)
-    return _extract_tar(archive, root)
-
-
-def _extract_zip(archive: Path, root: Path) -> list[Path]:
-    files: list[Path] = []
-    with zipfile.ZipFile(archive) as zf:
-        infos = [i for i in zf.infolist() if not i.is_dir()]
-        _check_budget(archive, len(infos), sum(i.file_size for i in infos))
-        for info in infos:
-            target = _target(archive, root, info.filename)
-            with zf.open(info) as src:  # the CRC is checked when the member is read to its end
-                _copy(src, target)
-            files.append(target)
-    return files
-
-
-def _extract_tar(archive: Path, root: Path) -> list[Path]:
-    files: list[Path] = []
-    total_bytes = 0
-    with tarfile.open(archive, mode="r:*") as tf:
-        for member in tf:  # streamed: a truncated gzip fails here, not silently
-            if not member.isfile():
-                continue
-            total_bytes += member.size
-            _check_budget(archive, len(files) + 1, total_bytes)
-            target = _target(archive, root, member.name)
-            src = tf.extractfile(member)
-            if src is None:
-                continue
-            with src:
-                _copy(src, target)
-            if target.stat().st_size != member.size:
-                raise EOFError(f"member {member.name} truncated")
-            files.append(target)
-    return files
-
-
-def _check_budget(archive: Path, n_members: int, n_bytes: int) -> None:
-    if n_members > MAX_MEMBERS:
-        raise fail(archive, f"archive has more than {MAX_MEMBERS} members")
-    if n_bytes > MAX_UNPACKED_BYTES:
-        raise fail(archive, f"archive unpacks to more than {MAX_UNPACKED_BYTES} bytes")
-
-
-def _target(archive: Path, root: Path, name: str) -> Path:
-    """Where member ``name`` goes; absolute or ``..`` names are refused (path traversal)."""
-    member = PurePosixPath(name.replace("\\", "/"))
-    if member.is_absolute() or ".." in member.parts or not member.parts:
-        raise fail(archive, f"unsafe member path {name!r}")
-    target = root.joinpath(*member.parts)
-    if target.exists():
-        raise fail(archive, f"member {name!r} given twice")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return target
-
-
-def _copy(src: IO[bytes], target: Path) -> None:
-    with target.open("wb") as dst:
-        shutil.copyfileobj(src, dst, _COPY_CHUNK_BYTES)

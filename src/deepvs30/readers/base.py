@@ -2,6 +2,10 @@
 
 Readers are leaves: each knows one format family and nothing about datasets, labels or models.
 Every failure is a :class:`~deepvs30.errors.ReaderError` naming the file and the reason.
+A reader's files are paths on disk or :class:`MemberFile` objects (archive members held in
+memory); readers read them with :func:`read_bytes` / :func:`read_text_lines`, hand them to
+ObsPy or SciPy as :func:`library_input` and find files next to them with :func:`sibling` /
+:func:`siblings`.
 
 Component mapping to ZNE (all readers):
 
@@ -15,9 +19,12 @@ Component mapping to ZNE (all readers):
 
 from __future__ import annotations
 
+import io
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import numpy as np
@@ -29,6 +36,7 @@ GAL_TO_MPS2 = 0.01  # 1 gal = 1 cm/s²
 MAX_PGA_G = 20.0  # a larger peak means wrong units (e.g. counts read as gal)
 MIN_SAMPLES = 10
 MAX_TEXT_BYTES = 200 * 1024 * 1024
+MEMBER_SEPARATOR = ":"  # archive members are named <archive>:<member>
 
 Sensor = Literal["surface", "borehole"]
 Vs30Method = Literal["measured", "proxy", "unknown"]
@@ -76,12 +84,107 @@ class RawRecord:
         return ";".join(self.source_files)
 
 
-def fail(path: str | Path, reason: str) -> ReaderError:
+@dataclass(frozen=True, eq=False)
+class MemberFile:
+    """A file inside an archive, taken by the readers in place of a path and never written to
+    disk (:mod:`deepvs30.readers.archives` makes them).
+
+    ``str()`` is the name users see, ``<archive>:<member>``. ``name``, ``stem``, ``suffix`` and
+    ``parent`` are those of the member's path inside the archive (a ``PurePosixPath``), so group
+    keys and the names of files next to it are made as for files on disk. ``data`` is None
+    until the member is loaded; ``nearby`` maps member paths to the loaded files that
+    :func:`sibling` finds next to it (its file group and the archive's kept sidecars)."""
+
+    archive: Path
+    member: str  # the member's path inside the archive, "/"-separated
+    size: int
+    data: bytes | None = field(default=None, repr=False)
+    nearby: Mapping[str, MemberFile] = field(default_factory=dict, repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.archive}{MEMBER_SEPARATOR}{self.member}"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MemberFile):
+            return NotImplemented
+        return (self.archive, self.member) == (other.archive, other.member)
+
+    def __hash__(self) -> int:
+        return hash((self.archive, self.member))
+
+    def __lt__(self, other: MemberFile) -> bool:  # the order of the same files on disk
+        return (str(self.archive), self.path) < (str(other.archive), other.path)
+
+    @property
+    def path(self) -> PurePosixPath:
+        return PurePosixPath(self.member)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+    @property
+    def suffix(self) -> str:
+        return self.path.suffix
+
+    @property
+    def parent(self) -> PurePosixPath:
+        return self.path.parent
+
+    def with_suffix(self, suffix: str) -> PurePosixPath:
+        return self.path.with_suffix(suffix)
+
+
+Source = Path | MemberFile  # what readers take as a file
+
+
+def fail(path: str | Path | MemberFile, reason: str) -> ReaderError:
     """The error to raise: ``raise fail(path, "reason")``."""
-    return ReaderError(path, reason)
+    return ReaderError(str(path), reason)
 
 
-def read_bytes(path: Path, max_bytes: int = MAX_TEXT_BYTES) -> bytes:
+def sibling(path: Source, name: str) -> Source | None:
+    """The file ``name`` in the folder of ``path`` (for an archive member: the loaded file next
+    to it in its archive), or None."""
+    if isinstance(path, MemberFile):
+        return path.nearby.get((path.parent / name).as_posix())
+    other = path.parent / name
+    return other if other.is_file() else None
+
+
+def siblings(path: Source, pattern: str) -> list[Source]:
+    """The files matching ``pattern`` (``*.xml``) in the folder of ``path``, sorted."""
+    if isinstance(path, MemberFile):
+        found = [
+            f
+            for f in path.nearby.values()
+            if f.parent == path.parent and fnmatchcase(f.name, pattern)
+        ]
+        return sorted(found)
+    return sorted(p for p in path.parent.glob(pattern) if p.is_file())
+
+
+def library_input(path: Source) -> str | io.BytesIO:
+    """What ``obspy.read``, ``obspy.read_inventory`` and ``scipy.io.loadmat`` take: the path
+    of a file on disk, or an archive member's bytes as a file object."""
+    if isinstance(path, MemberFile):
+        return io.BytesIO(read_bytes(path))
+    return str(path)
+
+
+def read_bytes(path: Source, max_bytes: int = MAX_TEXT_BYTES) -> bytes:
+    if isinstance(path, MemberFile):
+        if path.size == 0:
+            raise fail(path, "empty file")
+        if path.size > max_bytes:
+            raise fail(path, f"file too large ({path.size} bytes)")
+        if path.data is None:
+            raise fail(path, "archive member not read from its archive")
+        return path.data
     try:
         size = path.stat().st_size
         if size == 0:
@@ -93,7 +196,7 @@ def read_bytes(path: Path, max_bytes: int = MAX_TEXT_BYTES) -> bytes:
         raise fail(path, f"cannot read file ({exc.strerror or exc})") from exc
 
 
-def read_text_lines(path: Path) -> list[str]:
+def read_text_lines(path: Source) -> list[str]:
     """The file as text lines (latin-1 never fails to decode; binary junk fails later parsing)."""
     data = read_bytes(path)
     if b"\x00" in data[:4096]:

@@ -29,6 +29,7 @@ from deepvs30.readers.base import (
     optional_float,
     read_text_lines,
     require_zne,
+    sibling,
     stack_zne,
     to_float,
 )
@@ -68,7 +69,10 @@ def _parse(path: Path) -> tuple[dict[str, str], np.ndarray]:
     body = "".join(lines[N_HEADER_LINES:])
     if re.search(r"nan|inf", body, re.I):
         raise fail(path, "NaN/inf samples")
-    samples = np.array(_NUMBER.findall(body.replace("D", "E")), dtype=np.float64)
+    # Fortran exponents in either case (1.0D-03, 1.0d-03); an overflowing one is inf
+    samples = np.array(_NUMBER.findall(body.upper().replace("D", "E")), dtype=np.float64)
+    if not np.isfinite(samples).all():
+        raise fail(path, "NaN/inf samples")
     n_stated = int(to_float(path, header["Number of Data"], "Number of Data"))
     if samples.size != n_stated:
         raise fail(path, f"Number of Data {n_stated} but {samples.size} samples (truncated?)")
@@ -76,8 +80,8 @@ def _parse(path: Path) -> tuple[dict[str, str], np.ndarray]:
 
 
 def _metadata(path: Path) -> dict[str, str]:
-    meta_path = metadata_path(path)
-    if not meta_path.is_file():
+    meta_path = sibling(path, metadata_path(path).name)
+    if meta_path is None:
         return {}
     rows = list(csv.DictReader(io.StringIO("\n".join(read_text_lines(meta_path)))))
     if len(rows) != 1:

@@ -22,6 +22,7 @@ from deepvs30.readers.base import (
     add_component,
     check_record,
     fail,
+    library_input,
     read_bytes,
     require_zne,
     stack_zne,
@@ -66,7 +67,7 @@ def _read_trace(path: Path):  # -> obspy.Trace
 
     read_bytes(path)
     try:
-        stream = obspy.read(str(path), format="KNET")
+        stream = obspy.read(library_input(path), format="KNET")
     except Exception as exc:  # ObsPy raises assorted types on malformed headers
         raise fail(
             path, f"not a readable K-NET/KiK-net file ({type(exc).__name__}: {exc})"

@@ -329,15 +329,61 @@ def _taup_model(name: str):  # -> obspy TauPyModel, loaded once per process
     return TauPyModel(name)
 
 
+PHASES = ("p", "P", "Pn", "s", "S", "Sn")
+CURVES_VERSION = 1  # of the cached curves: bump when PHASES or their sampling change
+
+
 @cache
 def _phase_curves(model: str, depth_km: float) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """Sampled travel-time curves (distance rad, time s) of p, P, Pn, s, S, Sn for a source depth
-    (cached per whole km of depth, good to ~0.1 s; building them is the slow part of TauP)."""
+    """Sampled travel-time curves (distance rad, time s) of :data:`PHASES` for a source depth
+    (per whole km of depth, good to ~0.1 s), kept on disk beside the station-table cache: building
+    them is the slow part of TauP, and importing it (with matplotlib) most of a second."""
+    target = _curves_path(model, depth_km)
+    if target is not None and target.is_file():
+        try:
+            with np.load(target) as saved:
+                return tuple((saved[f"d{i}"], saved[f"t{i}"]) for i in range(len(PHASES)))
+        except Exception:  # truncated or foreign: build again
+            pass
+    curves = _taup_curves(model, depth_km)
+    if target is not None:
+        _save_curves(curves, target)
+    return curves
+
+
+def _curves_path(model: str, depth_km: float):  # -> Path | None
+    """The cache file of one model, depth and ObsPy version (None: no usable cache folder)."""
+    from importlib.metadata import version
+
+    from deepvs30.readers.stations import cache_dir
+
+    try:
+        folder = cache_dir() / "taup"
+    except (OSError, RuntimeError):  # no home directory
+        return None
+    return folder / f"{model}-{depth_km:g}km-v{CURVES_VERSION}-obspy{version('obspy')}.npz"
+
+
+def _save_curves(curves: tuple[tuple[np.ndarray, np.ndarray], ...], target) -> None:
+    """Through a temporary name, so a reader never sees half a file; failures are not errors."""
+    import os
+
+    partial = target.with_name(f"{target.stem}.{os.getpid()}.tmp.npz")
+    arrays = {f"{k}{i}": a for i, (d, t) in enumerate(curves) for k, a in (("d", d), ("t", t))}
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(partial, **arrays)
+        partial.replace(target)
+    except OSError:  # read-only home, full disk: the curves still serve this process
+        partial.unlink(missing_ok=True)
+
+
+def _taup_curves(model: str, depth_km: float) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     from obspy.taup.seismic_phase import SeismicPhase
 
     tau_model = _taup_model(model).model.depth_correct(depth_km)
     curves = []
-    for name in ("p", "P", "Pn", "s", "S", "Sn"):
+    for name in PHASES:
         try:
             phase = SeismicPhase(name, tau_model, 0.0)
         except Exception:  # a phase that does not exist for this depth

@@ -30,7 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
-from deepvs30.readers.base import G_MPS2, RawRecord, check_record, fail, read_bytes
+from deepvs30.readers.base import (
+    G_MPS2,
+    RawRecord,
+    check_record,
+    fail,
+    library_input,
+    read_bytes,
+    sibling,
+    siblings,
+)
 
 FORMAT_MSEED = "mseed"
 FORMAT_SAC = "sac"
@@ -107,22 +116,22 @@ def _read_stream(path: Path, fmt: str):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return obspy.read(str(path), format=_OBSPY_FORMAT[fmt])
+            return obspy.read(library_input(path), format=_OBSPY_FORMAT[fmt])
     except Exception as exc:  # ObsPy raises assorted types on corrupt files
         raise fail(path, f"not readable as {fmt} ({type(exc).__name__}: {exc})") from exc
 
 
 def find_inventory(path: Path, network: str, station: str):
-    """StationXML next to the file: ``NET.STA.xml``, then any ``*.xml`` holding the station."""
+    """StationXML next to the file (inside its archive for a member): ``NET.STA.xml``, then
+    any ``*.xml`` holding the station."""
     import obspy
 
-    candidates = [path.parent / f"{network}.{station}.xml"]
-    candidates += sorted(p for p in path.parent.glob("*.xml") if p not in candidates)
+    named = sibling(path, f"{network}.{station}.xml")
+    candidates = [named] if named is not None else []
+    candidates += [p for p in siblings(path, "*.xml") if p not in candidates]
     for candidate in candidates:
-        if not candidate.is_file():
-            continue
         try:
-            inventory = obspy.read_inventory(str(candidate))
+            inventory = obspy.read_inventory(library_input(candidate))
         except Exception:  # noqa: S112 - a broken sidecar is just not used
             continue
         selected = inventory.select(network=network, station=station)
