@@ -67,7 +67,9 @@ log = logging.getLogger(__name__)
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
-SECTIONS = ("ingest", "prepare", "training", "inference", "tuning", "workers", "scaling")
+SECTIONS = (
+    "ingest", "prepare", "training", "inference", "tuning", "workers", "faults", "scaling",
+)  # fmt: skip
 # Imported once by the fork server, so that no measured step pays for imports.
 PRELOAD = [
     "numpy",
@@ -1151,6 +1153,14 @@ def _guarded(results: dict, name: str, fn: Callable[[], dict], write: Callable[[
     return results[name]
 
 
+def bench_faults(setup: Setup, quick: bool) -> dict:
+    """Mutated real files through the readers, and the inference section's bundle served to
+    concurrent clients (deepvs30.bench_faults)."""
+    from deepvs30 import bench_faults
+
+    return bench_faults.bench_faults(setup.realdata, quick, setup.tmp / "bundle")
+
+
 def run_bench(setup: Setup, out_dir: Path, quick: bool) -> dict:
     t0 = time.perf_counter()
     results: dict[str, Any] = {"meta": _meta(quick, setup.train.num_threads)}
@@ -1170,8 +1180,7 @@ def run_bench(setup: Setup, out_dir: Path, quick: bool) -> dict:
     _guarded(results, "inference", lambda: bench_inference(setup, prepared), write)
     _guarded(results, "tuning", lambda: bench_tuning(setup), write)
     _guarded(results, "workers", lambda: bench_workers(setup), write)
-    # seam for more sections (the faults section of deepvs30.bench_faults): its name in
-    # SECTIONS and one _guarded line here; results.md then lists its measurements by itself
+    _guarded(results, "faults", lambda: bench_faults(setup, quick), write)
     scaling = _guarded(results, "scaling", lambda: bench_scaling(setup, sizes, done), write)
     _guarded(results, "prepare", lambda: prepare_section(scaling), write)
     results = {"meta": results["meta"], **{k: results[k] for k in SECTIONS}}

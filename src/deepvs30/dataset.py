@@ -17,8 +17,10 @@ failure leaves nothing half-written.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -173,6 +175,49 @@ def _check_record(metadata: dict, waveform: np.ndarray) -> None:
     shape = np.shape(waveform)
     if len(shape) != 2 or shape[0] != 3:
         raise DatasetFormatError(f"record {name}: waveform shape {shape}, expected (3, n) ZNE")
+
+
+STAGING = ".tmp-"  # <parent>/.<name>.tmp-<pid>@<host>-<random>: an output being built
+
+
+def staging_dir(out_dir: Path) -> Path:
+    """A new private temporary folder beside ``out_dir`` (same file system, so the finished
+    output is renamed into place), named after its process. Those of ``out_dir`` left by
+    killed processes on this host are removed first: a SIGKILL runs no clean-up."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out_dir)
+    owner = f"{os.getpid()}@{socket.gethostname()}-"
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}{STAGING}{owner}", dir=out_dir.parent))
+
+
+def remove_stale_staging(out_dir: Path) -> list[Path]:
+    """Remove the temporary folders of ``out_dir`` whose process, on this host, is gone, and
+    the previous copy :func:`replace_dir` keeps for a moment once ``out_dir`` exists again
+    (another host's folders are left alone). Returns those removed."""
+    removed = []
+    prefix = f".{out_dir.name}{STAGING}"
+    for holder in out_dir.parent.glob(f"{prefix}*"):
+        pid, _, host = holder.name[len(prefix) :].rpartition("-")[0].partition("@")
+        if host != socket.gethostname() or not pid.isdigit() or process_alive(int(pid)):
+            continue
+        shutil.rmtree(holder, ignore_errors=True)
+        removed.append(holder)
+    if out_dir.exists():
+        for old in out_dir.parent.glob(f".{out_dir.name}.old-*"):
+            shutil.rmtree(old, ignore_errors=True)
+            removed.append(old)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host exists (a zombie counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def replace_dir(src: Path, dst: Path) -> None:

@@ -64,7 +64,7 @@ import pandas as pd
 import deepvs30
 from deepvs30 import progress, threads
 from deepvs30.config import section
-from deepvs30.dataset import REQUIRED_COLUMNS, make_names_unique, write_dataset
+from deepvs30.dataset import REQUIRED_COLUMNS, make_names_unique, process_alive, write_dataset
 from deepvs30.errors import ConfigError, DatasetFormatError, ReaderError
 from deepvs30.readers import (
     FORMATS,
@@ -1026,20 +1026,10 @@ def _exit_with_parent(parent_pid: int, period_s: float = 0.5) -> None:
     def watch() -> None:
         while True:
             time.sleep(period_s)
-            if os.getppid() != ppid or not _alive(parent_pid):
+            if os.getppid() != ppid or not process_alive(parent_pid):
                 os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # ---------------------------------------------------------------- merging shards

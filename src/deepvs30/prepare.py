@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from deepvs30.dataset import (
     arrival_sample_or_none,
     record_ids,
     replace_dir,
+    staging_dir,
     station_key,
 )
 from deepvs30.hvsr import HvParams, record_hv_peak
@@ -73,8 +73,7 @@ def prepare(data_dir: str | Path, out_dir: str | Path, params: PrepareParams) ->
     """Prepare ``data_dir`` into ``out_dir``, built under a temporary name and renamed at the
     end, so a failure leaves no half-written folder behind."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp_dir = staging_dir(out_dir)  # and those of killed runs removed
     try:
         summary = _prepare_into(data_dir, tmp_dir, params)
         replace_dir(tmp_dir, out_dir)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,12 @@ from deepvs30.tracking import MlflowParams, configure, flatten
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# Version tag: "incomplete" from the version's creation until its model card and aliases are
+# set, then "complete". A rerun after a kill finishes the incomplete version of the same run
+# instead of registering a second one.
+REGISTRATION = "registration"
+INCOMPLETE, COMPLETE = "incomplete", "complete"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,8 +46,11 @@ def run(args: argparse.Namespace, params: dict) -> int:
     model_dir = Path(args.model or params["train"]["out"])
     metrics_file = Path(args.metrics or params["evaluate"]["metrics_file"])
     info = register_model(model_dir, metrics_file, mlflow_params, extra_tags={})
-    Path(reg.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(reg.out).write_text(json.dumps(info, indent=1))
+    out = Path(reg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")  # a rerun overwrites one left by a kill
+    tmp.write_text(json.dumps(info, indent=1))
+    tmp.replace(out)  # whole or absent
     print(f"registered {info['name']} version {info['version']} (aliases: {info['aliases']})")
     return 0
 
@@ -87,20 +97,21 @@ def register_model(
         ).items():
             if key.endswith(("mape_pct", "std_ln", "pearson_r_ln")):
                 tags[key] = f"{value:.4f}"
-    version = mlflow.register_model(
-        run_info["model_uri"], mlflow_params.registered_model, tags=tags
-    )
-    name, number = mlflow_params.registered_model, version.version
+    name = mlflow_params.registered_model
+    number = _new_or_unfinished_version(client, name, run_info, tags)
     card = model_card(card_facts(name, number, run, tags, metrics, intended_use))
     client.update_model_version(name, number, description=card)
     client.set_registered_model_alias(name, CHALLENGER, number)
     aliases = [CHALLENGER]
     try:
-        client.get_model_version_by_alias(name, CHAMPION)
+        champion = client.get_model_version_by_alias(name, CHAMPION)
     except mlflow.exceptions.MlflowException:
+        champion = None
+    if champion is None or str(champion.version) == str(number):  # resumed: set it again
         client.set_registered_model_alias(name, CHAMPION, number)
         client.set_model_version_tag(name, number, "promotion", "first registered version")
         aliases.append(CHAMPION)
+    client.set_model_version_tag(name, number, REGISTRATION, COMPLETE)
     return {
         "name": name,
         "version": int(number),
@@ -109,6 +120,28 @@ def register_model(
         "aliases": aliases,
         "tags": tags,
     }
+
+
+def _new_or_unfinished_version(client, name: str, run_info: dict, tags: dict[str, str]) -> str:
+    """The number of the version to describe and alias: the run's version left incomplete by
+    a killed registration (its tags refreshed), else a new one created marked incomplete."""
+    import mlflow
+
+    try:
+        versions = client.search_model_versions(f"name='{name}' and run_id='{run_info['run_id']}'")
+    except mlflow.exceptions.MlflowException:
+        versions = []
+    unfinished = [v for v in versions if v.tags.get(REGISTRATION) == INCOMPLETE]
+    if unfinished:
+        number = max(unfinished, key=lambda v: int(v.version)).version
+        log.info("finishing the interrupted registration of %s version %s", name, number)
+        for key, value in tags.items():
+            client.set_model_version_tag(name, number, key, value)
+        return number
+    version = mlflow.register_model(
+        run_info["model_uri"], name, tags={**tags, REGISTRATION: INCOMPLETE}
+    )
+    return version.version
 
 
 def card_facts(

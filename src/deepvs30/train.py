@@ -16,6 +16,8 @@ import hashlib
 import json
 import logging
 import math
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -29,6 +31,7 @@ import torch
 from deepvs30 import progress as progress_bar
 from deepvs30 import threads
 from deepvs30.config import data_path, section
+from deepvs30.dataset import staging_dir
 from deepvs30.device import resolve as resolve_device
 from deepvs30.device import to_device
 from deepvs30.errors import ConfigError, DeepVs30Error
@@ -306,6 +309,7 @@ def _resume(path: str, key: str, network, optimiser, scheduler, generator) -> di
         "best": {"val_loss": math.inf, "epoch": 0, "state": network.state_dict()},
     }
     ckpt_path = Path(path)
+    ckpt_path.with_suffix(".tmp").unlink(missing_ok=True)  # a save cut short by a kill
     if not ckpt_path.is_file():
         return fresh
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
@@ -475,26 +479,61 @@ def train_and_log(
         result.bundle.fallback = fallback
         if fallback is not None:
             mlflow.set_tag("fallback_model_family", fallback.model_name)
-        result.bundle.save(out_dir)
-        pd.DataFrame(result.history).to_csv(out_dir / "history.csv", index=False)
-        result.skipped.to_csv(out_dir / "skipped.csv", index=False)
-        mlflow.log_metrics(
-            {
-                "best_epoch": result.best_epoch,
-                "train_seconds": result.seconds,
-                **{f"best_{k}": v for k, v in result.val_metrics.items()},
+        staged = model_staging_dir(
+            out_dir
+        )  # out_dir appears whole, run.json included, or not at all
+        try:
+            result.bundle.save(staged)
+            pd.DataFrame(result.history).to_csv(staged / "history.csv", index=False)
+            result.skipped.to_csv(staged / "skipped.csv", index=False)
+            mlflow.log_metrics(
+                {
+                    "best_epoch": result.best_epoch,
+                    "train_seconds": result.seconds,
+                    **{f"best_{k}": v for k, v in result.val_metrics.items()},
+                }
+            )
+            mlflow.log_artifact(str(staged / "history.csv"))
+            info = log_bundle(result.bundle, staged)
+            run_info = {
+                "run_id": active.info.run_id,
+                "model_uri": info.model_uri,
+                "experiment_id": active.info.experiment_id,
+                "parent_model_uri": init_uri,
             }
-        )
-        mlflow.log_artifact(str(out_dir / "history.csv"))
-        info = log_bundle(result.bundle, out_dir)
-        run_info = {
-            "run_id": active.info.run_id,
-            "model_uri": info.model_uri,
-            "experiment_id": active.info.experiment_id,
-            "parent_model_uri": init_uri,
-        }
-        (out_dir / "run.json").write_text(json.dumps(run_info, indent=1))
+            (staged / "run.json").write_text(json.dumps(run_info, indent=1))
+            publish(staged, out_dir, Path(train.checkpoint))
+        except BaseException:
+            shutil.rmtree(staged.parent, ignore_errors=True)
+            raise
     return result
+
+
+# --- the model folder: built aside, then renamed into place ------------------------------
+
+
+def model_staging_dir(out_dir: Path) -> Path:
+    """An empty folder named like ``out_dir`` inside a private temporary folder beside it
+    (:func:`deepvs30.dataset.staging_dir`: those of killed runs are removed first)."""
+    staged = staging_dir(out_dir) / out_dir.name
+    staged.mkdir()
+    return staged
+
+
+def publish(staged: Path, out_dir: Path, checkpoint: Path) -> None:
+    """Rename ``staged`` to ``out_dir``. A previous ``out_dir`` is first moved into the
+    private folder (removed with it), so a kill in between leaves no ``out_dir``, never a
+    mixed one. A checkpoint kept inside ``out_dir`` (tune, experiments) is carried over."""
+    holder = staged.parent
+    if checkpoint.is_file() and checkpoint.resolve().parent == out_dir.resolve():
+        try:
+            os.link(checkpoint, staged / checkpoint.name)
+        except OSError:
+            shutil.copy2(checkpoint, staged / checkpoint.name)
+    if out_dir.exists():
+        out_dir.rename(holder / ".previous")
+    staged.rename(out_dir)
+    shutil.rmtree(holder, ignore_errors=True)
 
 
 def _log_dataset(prepared_dir: str | Path, data_dir: str | Path) -> None:

@@ -202,6 +202,10 @@ def _record(paths: list[Path], fmt: str, traces: list, origin: dict, inventory) 
 
     first = origin[traces[0].id]
     stream = obspy.Stream(traces)
+    # before merge, which fills a gap with masked samples: one corrupt start time (a flipped
+    # byte) makes a gap of weeks, gigabytes of them (get_gaps: nsamples > 0 gap, < 0 overlap)
+    if any(gap[7] > 0 for gap in stream.get_gaps()):
+        raise fail(first, "gaps in the data")
     try:
         stream.merge(method=0)
     except Exception as exc:
