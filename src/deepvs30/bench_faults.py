@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -457,12 +456,6 @@ def _examples(results: list[dict], keep: Any) -> list[dict]:
 # ---------------------------------------------------------------- serve under load
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def servable_model(model_dir_or_uri: str | Path, tmp: Path) -> str:
     """What ``mlflow models serve -m`` takes: an MLflow model folder or URI as given; a bundle
     folder (``deepvs30 train``'s output) saved as the same pyfunc that training logs."""
@@ -513,6 +506,8 @@ def served(model_dir_or_uri: str | Path) -> Iterator[tuple[str, float]]:
     stopped (the whole group) on exit. Yields (base URL, startup seconds)."""
     bin_dir = Path(sys.executable).parent  # mlflow and uvicorn of this environment
     with tempfile.TemporaryDirectory(prefix="deepvs30-serve-") as tmp:
+        from deepvs30.screenshots import free_port
+
         uri, port = servable_model(model_dir_or_uri, Path(tmp)), free_port()
         log_path = Path(tmp) / "serve.log"
         command = [str(bin_dir / "mlflow"), "models", "serve", "-m", uri, "--env-manager",

@@ -35,7 +35,7 @@ from deepvs30.preprocess import PreprocessParams
 from deepvs30.segment import FeatureParams
 from deepvs30.split import provenance, select_split
 from deepvs30.threads import NumThreads
-from deepvs30.train import ModelParams, run_epoch, set_determinism
+from deepvs30.train import ModelParams, run_epoch, set_determinism, write_run_info
 from deepvs30.windows import Normaliser, usable_records, window_of
 
 log = logging.getLogger(__name__)
@@ -319,12 +319,5 @@ def pretrain_and_log(
             "best_epoch": result.best_epoch,
         }
         (out_dir / PRETEXT_FILE).write_text(json.dumps(pretext, indent=1))
-        info = log_bundle(result.bundle, out_dir)
-        run_info = {
-            "run_id": active.info.run_id,
-            "model_uri": info.model_uri,
-            "experiment_id": active.info.experiment_id,
-            "parent_model_uri": None,
-        }
-        (out_dir / "run.json").write_text(json.dumps(run_info, indent=1))
+        write_run_info(out_dir, active, log_bundle(result.bundle, out_dir), None)
     return result

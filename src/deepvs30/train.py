@@ -494,19 +494,23 @@ def train_and_log(
                 }
             )
             mlflow.log_artifact(str(staged / "history.csv"))
-            info = log_bundle(result.bundle, staged)
-            run_info = {
-                "run_id": active.info.run_id,
-                "model_uri": info.model_uri,
-                "experiment_id": active.info.experiment_id,
-                "parent_model_uri": init_uri,
-            }
-            (staged / "run.json").write_text(json.dumps(run_info, indent=1))
+            write_run_info(staged, active, log_bundle(result.bundle, staged), init_uri)
             publish(staged, out_dir, Path(train.checkpoint))
         except BaseException:
             shutil.rmtree(staged.parent, ignore_errors=True)
             raise
     return result
+
+
+def write_run_info(out_dir: Path, active, logged, parent_model_uri: str | None) -> None:
+    """``out_dir/run.json``: the MLflow run and logged model a bundle folder came from."""
+    run_info = {
+        "run_id": active.info.run_id,
+        "model_uri": logged.model_uri,
+        "experiment_id": active.info.experiment_id,
+        "parent_model_uri": parent_model_uri,
+    }
+    (out_dir / "run.json").write_text(json.dumps(run_info, indent=1))
 
 
 # --- the model folder: built aside, then renamed into place ------------------------------
