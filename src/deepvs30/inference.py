@@ -67,6 +67,16 @@ class ModelBundle:
         return self
 
     @property
+    def reads_waveform(self) -> bool:
+        """Whether the network reads the waveform window (hv_mlp reads only the scalars; an
+        ensemble reads it if one of its members does)."""
+        from deepvs30.models import ENSEMBLE, WAVEFORM_MODELS
+
+        if self.model_name == ENSEMBLE:
+            return any(m["model_name"] in WAVEFORM_MODELS for m in self.hparams["members"])
+        return self.model_name in WAVEFORM_MODELS
+
+    @property
     def fs_hz(self) -> float:
         return self.preprocess.target_fs_hz
 
@@ -225,6 +235,37 @@ class ModelBundle:
         p_sample = _seconds_to_sample(rec.get("p_arrival_s"), self.fs_hz)
         s_sample = _seconds_to_sample(rec.get("s_arrival_s"), self.fs_hz)
         return record, p_sample, s_sample
+
+
+def ensemble(members: list[ModelBundle]) -> ModelBundle:
+    """One bundle averaging ``members`` in ln Vs30 (:mod:`deepvs30.models.ensemble`). They
+    must read the same inputs (features, preprocessing, minimum record length); each keeps
+    its own normaliser inside the ensemble network, so the bundle's normaliser is the
+    identity. Its provenance is the first member's, with every member's stations."""
+    from deepvs30.errors import ConfigError
+    from deepvs30.models import ENSEMBLE
+
+    first = members[0]
+    for other in members[1:]:
+        if (other.features, other.preprocess, other.min_record_s) != (
+            first.features, first.preprocess, first.min_record_s
+        ):  # fmt: skip
+            raise ConfigError("ensemble: members read different inputs (features, preprocess "
+                              "or min_record_s differ)")  # fmt: skip
+    hparams = {"members": [{"model_name": m.model_name, "hparams": m.hparams,
+                            "normaliser": m.normaliser.to_dict()} for m in members]}  # fmt: skip
+    network = ModelBundle.build_network(ENSEMBLE, hparams, first.features, first.fs_hz)
+    for net, member in zip(network.members, members, strict=True):
+        net.load_state_dict(member.network.state_dict())
+    network.eval()
+    n_channels, n_scalars = first.features.in_channels, first.features.n_scalars
+    identity = Normaliser([0.0] * n_channels, [1.0] * n_channels, [0.0] * n_scalars,
+                          [1.0] * n_scalars, target_mean=0.0, target_std=1.0)  # fmt: skip
+    provenance = dict(first.provenance)
+    for key in ("train_stations", "val_stations", "inherited_stations"):
+        provenance[key] = sorted(set().union(*(m.provenance.get(key, []) for m in members)))
+    return ModelBundle(ENSEMBLE, hparams, first.features, first.preprocess, identity, network,
+                       provenance, min_record_s=first.min_record_s)  # fmt: skip
 
 
 @dataclass(frozen=True)

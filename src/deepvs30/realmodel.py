@@ -114,6 +114,11 @@ def train_real_model(params: dict) -> dict:
     if spec.kind == "ridge":
         fitter = lambda: TrainResult(ridge_model(fold_dir, arm_feats), [], 0, {},  # noqa: E731
                                      pd.DataFrame(), 0.0)  # fmt: skip
+    if spec.kind == "ensemble":  # its members' fits go beside the model folder too
+        members_ctx = replace(ctx, work=out_dir.parent / "real_members")
+        fitter = lambda: TrainResult(  # noqa: E731
+            arm_model(members_ctx, arm, fold_dir, real.split_seed), [], 0, {}, pd.DataFrame(), 0.0
+        )
     fallback = None
     if spec.fallback:  # its fits go beside the model folder, not into it (logged as is)
         fallback_ctx = replace(ctx, work=out_dir.parent / "real_fallback")

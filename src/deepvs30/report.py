@@ -750,8 +750,8 @@ def _window_caption(rec: RecordView) -> str:
     text = f"{rec.row['record_id']} ({rec.row['model']}, {rec.bundle.model_name}) reads "
     text += ", ".join(reads) + f". {arrivals}. Preprocessed record in m/s², "
     text += f"{seen.fs_hz:g} Hz; the window in colour, the rest of the record in grey."
-    if rec.bundle.model_name == "hv_mlp":
-        text += " This model family reads only the scalars: the waveform window is not used."
+    if not rec.bundle.reads_waveform:
+        text += " This model reads only the scalars: the waveform window is not used."
     return text
 
 

@@ -23,6 +23,8 @@ from deepvs30.errors import ConfigError
 from deepvs30.models.cnn import CNN
 from deepvs30.models.cnn_lstm import CNNLSTM
 from deepvs30.models.common import REPRESENTATIONS
+from deepvs30.models.ensemble import FAMILY as ENSEMBLE
+from deepvs30.models.ensemble import Ensemble
 from deepvs30.models.hv_mlp import HvMLP
 from deepvs30.models.lstm import LSTM
 from deepvs30.models.transformer import Transformer
@@ -41,6 +43,7 @@ SPECTROGRAM_SPACE: dict[str, tuple] = {
 }
 
 __all__ = [
+    "ENSEMBLE",
     "MODELS",
     "REPRESENTATIONS",
     "WAVEFORM_MODELS",
@@ -82,8 +85,11 @@ def build_model(
 
     Raises ConfigError for an unknown model, representation or hyper-parameter, or an
     ill-typed / out-of-range value. The model keeps ``model.spec``, the arguments that
-    rebuild it (store it with the checkpoint).
+    rebuild it (store it with the checkpoint). ``"ensemble"`` (hparams ``members``) is an
+    average of fitted members (:mod:`deepvs30.models.ensemble`), not a searchable family.
     """
+    if name == ENSEMBLE:
+        return Ensemble(in_channels, n_samples, n_scalars, representation, **hparams)
     cls = _family(name)
     if representation not in REPRESENTATIONS:
         raise ConfigError(
