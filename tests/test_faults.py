@@ -165,17 +165,35 @@ def assert_absent_or_complete(out: Path) -> None:
         ModelBundle.load(out)
 
 
+def runs_of(models, pid: int) -> list:
+    """The MLflow runs that process ``pid`` of this host started (tracking.start_run)."""
+    import socket
+
+    import mlflow
+
+    from deepvs30.tracking import OWNER_TAG
+
+    mlflow.set_tracking_uri(models.mlflow.tracking_uri)
+    return mlflow.search_runs(
+        search_all_experiments=True, output_format="list",
+        filter_string=f"tags.`{OWNER_TAG}` = '{pid}@{socket.gethostname()}'",
+    )  # fmt: skip
+
+
 def test_killed_train_resumes_and_never_leaves_a_half_written_model(models, tmp_path) -> None:
     out, checkpoint = tmp_path / "models" / "current", tmp_path / "models" / "checkpoint.pt"
     train = {"out": str(out), "checkpoint": str(checkpoint)}
     argv = ["--params", str(models.params_file("faults_train", train=train)), "train"]
     log = tmp_path / "train.log"
     # killed while it writes the model (trained; being logged to MLflow, no run.json yet)
-    kill_when(start_cli(argv, log), lambda: any(out.parent.rglob("model.pt")), log)
+    killed = start_cli(argv, log)
+    kill_when(killed, lambda: any(out.parent.rglob("model.pt")), log)
     assert_absent_or_complete(out)
     checkpoint.with_suffix(".tmp").write_bytes(b"half")  # what a kill inside torch.save leaves
+    assert [r.info.status for r in runs_of(models, killed.pid)] == ["RUNNING"]
 
     assert main(argv) == 0  # resumes from the checkpoint: no epoch left to train
+    assert [r.info.status for r in runs_of(models, killed.pid)] == ["KILLED"]
     assert_absent_or_complete(out)
     assert sorted(p.name for p in out.parent.iterdir()) == ["checkpoint.pt", "current"]
     # the uninterrupted run of the same configuration: models.good (tests/model_fixture.py)

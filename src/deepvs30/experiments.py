@@ -555,7 +555,7 @@ def run_experiment(
     mlflow_params = section(setup.params, "mlflow", MlflowParams)
     tracking.configure(replace(mlflow_params, experiment=MLFLOW.experiment))
     t0 = time.perf_counter()
-    with mlflow.start_run(run_name=f"exp-{name}{'-quick' if quick else ''}"):
+    with tracking.start_run(run_name=f"exp-{name}{'-quick' if quick else ''}"):
         mlflow.set_tags({"experiment": name, "quick": str(quick),
                          "git_commit": tracking.git_commit()})  # fmt: skip
         logged = {"stations": setup.stations, "events": setup.events, "seeds": setup.seeds,
@@ -564,7 +564,7 @@ def run_experiment(
         tables = []
         for index in range(setup.seeds):
             seeded = replace(setup, seed_index=index)
-            with mlflow.start_run(run_name=f"seed{index}", nested=True):
+            with tracking.start_run(run_name=f"seed{index}", nested=True):
                 part = EXPERIMENTS[name](seeded)
             tables.append(part.assign(seed=setup.train.seed + index))
             log.info("%s: seed %d of %d done", name, index + 1, setup.seeds)

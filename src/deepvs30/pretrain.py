@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -35,7 +36,14 @@ from deepvs30.preprocess import PreprocessParams
 from deepvs30.segment import FeatureParams
 from deepvs30.split import provenance, select_split
 from deepvs30.threads import NumThreads
-from deepvs30.train import ModelParams, run_epoch, set_determinism, write_run_info
+from deepvs30.train import (
+    ModelParams,
+    model_staging_dir,
+    publish,
+    run_epoch,
+    set_determinism,
+    write_run_info,
+)
 from deepvs30.windows import Normaliser, usable_records, window_of
 
 log = logging.getLogger(__name__)
@@ -288,7 +296,7 @@ def pretrain_and_log(
 
     tracking.configure(mlflow_params)
     out_dir = Path(out_dir)
-    with mlflow.start_run(run_name=run_name, nested=nested) as active:
+    with tracking.start_run(run_name=run_name, nested=nested) as active:
         mlflow.log_params(
             tracking.flatten(
                 "",
@@ -311,13 +319,19 @@ def pretrain_and_log(
         for row in result.history:
             mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
         mlflow.log_metrics({f"best_{k}": v for k, v in result.val_metrics.items()})
-        result.bundle.save(out_dir)
-        pd.DataFrame(result.history).to_csv(out_dir / "history.csv", index=False)
-        pretext = {
-            **result.target_stats,
-            "val": result.val_metrics,
-            "best_epoch": result.best_epoch,
-        }
-        (out_dir / PRETEXT_FILE).write_text(json.dumps(pretext, indent=1))
-        write_run_info(out_dir, active, log_bundle(result.bundle, out_dir), None)
+        staged = model_staging_dir(out_dir)  # out_dir appears whole or not at all (train's way)
+        try:
+            result.bundle.save(staged)
+            pd.DataFrame(result.history).to_csv(staged / "history.csv", index=False)
+            pretext = {
+                **result.target_stats,
+                "val": result.val_metrics,
+                "best_epoch": result.best_epoch,
+            }
+            (staged / PRETEXT_FILE).write_text(json.dumps(pretext, indent=1))
+            write_run_info(staged, active, log_bundle(result.bundle, staged), None)
+            publish(staged, out_dir)
+        except BaseException:
+            shutil.rmtree(staged.parent, ignore_errors=True)
+            raise
     return result

@@ -45,6 +45,51 @@ def configure(params: MlflowParams) -> str:
     return uri
 
 
+OWNER_TAG = "deepvs30.owner"  # pid@host of the process that started a run
+
+
+def start_run(run_name: str | None = None, nested: bool = False):
+    """``mlflow.start_run`` in the configured experiment, the run tagged with its process;
+    the experiment's runs that killed processes of this host left RUNNING are first ended
+    as KILLED (a SIGKILL ends no run: :func:`end_killed_runs`)."""
+    import mlflow
+
+    end_killed_runs()
+    return mlflow.start_run(run_name=run_name, nested=nested, tags={OWNER_TAG: _owner()})
+
+
+def _owner() -> str:
+    import socket
+
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def end_killed_runs() -> list[str]:
+    """Set to KILLED the active experiment's RUNNING runs started (:func:`start_run`) by a
+    process of this host that is gone; another host's runs are left alone. Their ids."""
+    import socket
+
+    import mlflow
+
+    from deepvs30.dataset import process_alive
+
+    host = socket.gethostname()
+    running = mlflow.search_runs(
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{OWNER_TAG}` LIKE '%@{host}'",
+        output_format="list",
+    )
+    ended = []
+    for run in running:
+        pid = run.data.tags[OWNER_TAG].partition("@")[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            mlflow.MlflowClient().set_terminated(run.info.run_id, status="KILLED")
+            ended.append(run.info.run_id)
+    if ended:
+        log.warning("ended %d MLflow run(s) left RUNNING by killed processes: %s",
+                    len(ended), ", ".join(ended))  # fmt: skip
+    return ended
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(
@@ -132,7 +177,7 @@ def log_parent_run(params: MlflowParams, run_name: str, metrics: dict, out_dir: 
     import mlflow
 
     configure(params)
-    with mlflow.start_run(run_name=run_name) as run:
+    with start_run(run_name=run_name) as run:
         mlflow.set_tags({"git_commit": git_commit(), "kind": run_name})
         mlflow.log_metrics(numeric_leaves("", metrics.get("targets", {})))
         for row in metrics.get("summary", []):

@@ -445,7 +445,7 @@ def train_and_log(
 
     tracking.configure(mlflow_params)
     out_dir = Path(out_dir)
-    with mlflow.start_run(run_name=run_name, nested=nested) as active:
+    with tracking.start_run(run_name=run_name, nested=nested) as active:
         mlflow.log_params(
             tracking.flatten(
                 "", {"features": features.to_dict(), "model": asdict(model), "train": asdict(train)}
@@ -524,12 +524,12 @@ def model_staging_dir(out_dir: Path) -> Path:
     return staged
 
 
-def publish(staged: Path, out_dir: Path, checkpoint: Path) -> None:
+def publish(staged: Path, out_dir: Path, checkpoint: Path | None = None) -> None:
     """Rename ``staged`` to ``out_dir``. A previous ``out_dir`` is first moved into the
     private folder (removed with it), so a kill in between leaves no ``out_dir``, never a
     mixed one. A checkpoint kept inside ``out_dir`` (tune, experiments) is carried over."""
     holder = staged.parent
-    if checkpoint.is_file() and checkpoint.resolve().parent == out_dir.resolve():
+    if checkpoint and checkpoint.is_file() and checkpoint.resolve().parent == out_dir.resolve():
         try:
             os.link(checkpoint, staged / checkpoint.name)
         except OSError:
