@@ -88,9 +88,7 @@ def build_model(
     rebuild it (store it with the checkpoint). ``"ensemble"`` (hparams ``members``) is an
     average of fitted members (:mod:`deepvs30.models.ensemble`), not a searchable family.
     """
-    if name == ENSEMBLE:
-        return Ensemble(in_channels, n_samples, n_scalars, representation, **hparams)
-    cls = _family(name)
+    cls = Ensemble if name == ENSEMBLE else _family(name)
     if representation not in REPRESENTATIONS:
         raise ConfigError(
             f"unknown representation '{representation}'; known: {list(REPRESENTATIONS)}"

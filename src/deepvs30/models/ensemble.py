@@ -12,39 +12,34 @@ fitted members, never trained by gradient descent.
 
 from __future__ import annotations
 
-from typing import Any
+from types import SimpleNamespace
 
 import torch
 from torch import nn
 
 from deepvs30.errors import ConfigError
+from deepvs30.models.common import Family
 
 FAMILY = "ensemble"
 
 
-class Ensemble(nn.Module):
-    """x (B, C, T) and scalars (B, F), both un-normalised -> (B, 2): ln Vs30 and its log sd."""
+class Ensemble(Family):
+    """x (B, C, T) and scalars (B, F), both un-normalised -> (B, 2): ln Vs30 and its log sd.
+    ``members``: per member its ``model_name``, ``hparams`` and ``normaliser`` (a dict)."""
 
     family = FAMILY
+    DEFAULTS = {"members": []}
+    SEARCH_SPACE = {}  # nothing to search: assembled from fitted members
 
-    def __init__(
-        self,
-        in_channels: int,
-        n_samples: int,
-        n_scalars: int = 0,
-        representation: str = "waveform",
-        members: list[dict[str, Any]] | None = None,
-    ):
+    def build(self, cfg: SimpleNamespace) -> None:
         from deepvs30.models import build_model
 
-        super().__init__()
-        if not members or len(members) < 2:
+        members = cfg.members
+        if len(members) < 2:
             raise ConfigError("model 'ensemble' needs at least 2 members")
+        shape = (cfg.in_channels, cfg.n_samples, cfg.n_scalars, cfg.representation)
         self.members = nn.ModuleList(
-            build_model(
-                m["model_name"], in_channels, n_samples, n_scalars, representation, **m["hparams"]
-            )  # fmt: skip
-            for m in members
+            build_model(m["model_name"], *shape, **m["hparams"]) for m in members
         )
         # the members' normalisers: config, not weights (non-persistent buffers)
         for i, m in enumerate(members):
