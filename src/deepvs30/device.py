@@ -6,6 +6,11 @@ a silent fall-back. On CUDA, cuDNN is put in deterministic mode (``benchmark`` o
 one seed repeat on one GPU model and driver, though not bit for bit against the CPU. Bundles
 are saved with CPU tensors and loaded with ``map_location="cpu"``, so a registered model
 loads anywhere, whatever trained it.
+
+``train.precision`` (and ``pretrain.precision``) sets the arithmetic of the training forward
+pass: ``"32"`` float32 throughout (the default; bit-identical to a run without the option),
+``"bf16"`` bfloat16 autocast (CPU or GPU), ``"16-mixed"`` float16 autocast with loss scaling
+(CUDA only). Losses, optimiser state, evaluation and prediction stay float32.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from deepvs30.errors import ConfigError
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("32", "bf16", "16-mixed")
 
 
 def _mps_available(torch_module) -> bool:
@@ -54,3 +60,36 @@ def to_device(tensors: Sequence, device) -> list:
     if device.type == "cpu":
         return list(tensors)
     return [t.to(device, non_blocking=True) for t in tensors]
+
+
+def check_precision(precision: str | int, device, where: str = "train.precision") -> str:
+    """``precision`` as one of :data:`PRECISIONS` (32 may be written as a number);
+    ConfigError for another value, or for float16 off CUDA."""
+    value = str(precision)
+    if value not in PRECISIONS:
+        raise ConfigError(f"{where}: {precision!r} is not one of {list(PRECISIONS)}")
+    if value == "16-mixed" and device.type != "cuda":
+        raise ConfigError(f"{where}: '16-mixed' (float16 with loss scaling) needs a CUDA device, "
+                          f"not {device.type}; 'bf16' works on the CPU")  # fmt: skip
+    return value
+
+
+def autocast(precision: str, device):
+    """The context of a training forward pass at ``precision`` on ``device``."""
+    import contextlib
+
+    import torch
+
+    if precision == "32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def grad_scaler(precision: str, device):
+    """A loss scaler for "16-mixed" (float16 gradients underflow without one), else None."""
+    if precision != "16-mixed":
+        return None
+    import torch
+
+    return torch.amp.GradScaler(device.type)

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from deepvs30.config import section
+from deepvs30.device import autocast, check_precision, grad_scaler, to_device
 from deepvs30.device import resolve as resolve_device
-from deepvs30.device import to_device
 from deepvs30.errors import ConfigError, DeepVs30Error
 from deepvs30.inference import ModelBundle
 from deepvs30.models.common import LOG_SIGMA_BOUND, Head
@@ -63,6 +63,7 @@ class PretrainParams:
     patience: int = 5
     num_threads: NumThreads = "auto"  # threads.py
     device: str = "auto"  # device.py
+    precision: str = "32"  # 32 | bf16 | 16-mixed (CUDA): the forward pass (device.py)
     split_column: str = "split"  # trains on its train part, stops early on val; test unused
     out: str = "models/pretrained"
 
@@ -208,12 +209,17 @@ def pretrain(
     history: list[dict] = []
     best = {"val_loss": np.inf, "epoch": 0, "state": None}
 
+    precision = check_precision(params.precision, device, "pretrain.precision")
+    scaler = grad_scaler(precision, device)
+
     def batch_loss(batch) -> tuple[torch.Tensor, int]:
         x, z = to_device(batch, device)
-        return masked_nll(network(x), z), len(z)
+        with autocast(precision, device):
+            out = network(x)
+        return masked_nll(out.float(), z), len(z)  # the loss in float32
 
     for epoch in range(1, params.epochs + 1):
-        train_loss = run_epoch(network, optimiser, loader, batch_loss)
+        train_loss = run_epoch(network, optimiser, loader, batch_loss, scaler)
         scheduler.step()
         val = _val_metrics(network, datasets["val"], params.targets, std)
         history.append({"epoch": epoch, "train_loss": train_loss, **val})

@@ -32,8 +32,8 @@ from deepvs30 import progress as progress_bar
 from deepvs30 import threads
 from deepvs30.config import data_path, section
 from deepvs30.dataset import staging_dir
+from deepvs30.device import autocast, check_precision, grad_scaler, to_device
 from deepvs30.device import resolve as resolve_device
-from deepvs30.device import to_device
 from deepvs30.errors import ConfigError, DeepVs30Error
 from deepvs30.inference import ModelBundle
 from deepvs30.metrics import station_predictions, summary_metrics
@@ -66,6 +66,7 @@ class TrainParams:
     num_threads: NumThreads = "auto"  # torch threads; auto: the usable cores (threads.py)
     loader_workers: int = 0  # DataLoader processes, taken from the same thread budget
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (device.py); auto: a GPU if any
+    precision: str = "32"  # 32 | bf16 | 16-mixed (CUDA): the forward pass (device.py)
     split_column: str = "split"  # split | split_cluster (regional hold-out)
     train_station_fraction: float = 1.0  # < 1: a random subset of training stations
     out: str = "models/current"
@@ -150,6 +151,7 @@ def fit(
     bundle = ModelBundle(model.name, dict(model.hparams), features, preprocess, normaliser, network,
                          min_record_s=summary["params"]["min_record_s"])  # fmt: skip
     device = resolve_device(train.device)
+    precision = check_precision(train.precision, device)
     bundle.to(device)  # before the optimiser is built: its state follows the parameters
 
     generator = torch.Generator().manual_seed(train.seed)
@@ -174,6 +176,7 @@ def fit(
     key = _config_hash(
         features, model, train, str(Path(prepared_dir).resolve()), summary["counts"], *extra
     )
+    scaler = grad_scaler(precision, device)  # its scale is re-learnt after a resume
     state = _resume(train.checkpoint, key, network, optimiser, scheduler, generator)
     history, best = state["history"], state["best"]
     todo = range(state["epoch"] + 1, train.epochs + 1)
@@ -181,7 +184,8 @@ def fit(
     for epoch in epochs:
         if plan is not None:
             plan.start_epoch(epoch)  # warm-up: the head alone for transfer.warmup_epochs
-        train_loss = _train_epoch(network, optimiser, train_loader, train.loss, device)
+        train_loss = _train_epoch(network, optimiser, train_loader, train.loss, device,
+                                  precision, scaler)  # fmt: skip
         scheduler.step()
         val = _evaluate_split(bundle, val_set, parts["val"], train.loss)
         row = {"epoch": epoch, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0], **val}
@@ -245,29 +249,41 @@ def run_epoch(
     optimiser: torch.optim.Optimizer,
     batches: Iterable,
     batch_loss: Callable[[Any], tuple[torch.Tensor, int]],
+    scaler: torch.amp.GradScaler | None = None,
 ) -> float:
     """One training pass, shared by train and pretrain: per batch, ``batch_loss(batch)`` gives
-    the loss and the number of records; gradients clipped at norm 5. Returns the
-    record-weighted mean loss."""
+    the loss and the number of records; gradients clipped at norm 5 (after unscaling, with
+    a float16 loss ``scaler``). Returns the record-weighted mean loss."""
     network.train()
     total, count = 0.0, 0
     for batch in batches:
         optimiser.zero_grad(set_to_none=True)
         loss, n_records = batch_loss(batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
-        optimiser.step()
+        if scaler is None:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
+            optimiser.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimiser)
+            torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
+            scaler.step(optimiser)  # skipped where the scaled gradients overflowed
+            scaler.update()
         total += float(loss.detach()) * n_records
         count += n_records
     return total / max(count, 1)
 
 
-def _train_epoch(network, optimiser, loader, loss_kind: str, device=None) -> float:
+def _train_epoch(
+    network, optimiser, loader, loss_kind: str, device=None, precision: str = "32", scaler=None
+) -> float:
     def batch_loss(batch) -> tuple[torch.Tensor, int]:
         x, s, y = to_device(batch, device) if device is not None else batch
-        return loss_fn(loss_kind, network(x, s if s.shape[1] else None), y), len(y)
+        with autocast(precision, x.device):
+            out = network(x, s if s.shape[1] else None)
+        return loss_fn(loss_kind, out.float(), y), len(y)  # the loss in float32
 
-    return run_epoch(network, optimiser, loader, batch_loss)
+    return run_epoch(network, optimiser, loader, batch_loss, scaler)
 
 
 @torch.no_grad()
