@@ -64,6 +64,14 @@ def test_every_section_measured_or_skipped_with_a_note(quick_results):
         assert "skipped" in section or _measurements(section), name
 
 
+def test_archive_size_ingest_runs_last_and_lands_in_the_ingest_section(quick_results):
+    scale = quick_results["ingest"]["scale"]
+    if "skipped" not in scale:  # no real records here
+        assert [row["records"] for row in scale["sizes"]] == bench.QUICK["ingest_scale_records"]
+        assert all(row["ingested"] + row["quarantined"] == row["records"] for row in scale["sizes"])
+    assert scale["section_seconds"] > 0
+
+
 def test_rates_are_finite_and_positive(quick_results):
     values = _measurements({k: quick_results[k] for k in bench.SECTIONS})
     assert values

@@ -665,7 +665,8 @@ def _skip(reason: str) -> dict:
 
 
 def bench_ingest(setup: Setup) -> dict:
-    """K-NET and AFAD records/s (real samples replicated) and the synthetic generator's."""
+    """K-NET and AFAD records/s (real samples replicated) and the synthetic generator's; the
+    archive-size runs (``scale``) come at the end of the bench (:func:`run_bench`)."""
     # the generator first: its records are the base of every later dataset
     base = str(setup.tmp / "base")
     synth = in_child(step_synth, synth_params=_synth_params(setup), out=base)
@@ -673,8 +674,7 @@ def bench_ingest(setup: Setup) -> dict:
         replicas = dict.fromkeys(("knet", "afad_mat"), _skip(NO_REALDATA))
     else:
         replicas = _ingest_replicas(setup, setup.realdata)
-    scale = bench_ingest_module.bench_section(setup)  # records/s, peak RSS flat in N
-    return {"synth": synth, **replicas, "scale": scale}
+    return {"synth": synth, **replicas}
 
 
 def _ingest_replicas(setup: Setup, realdata: Path) -> dict:
@@ -1183,6 +1183,10 @@ def run_bench(setup: Setup, out_dir: Path, quick: bool) -> dict:
     _guarded(results, "faults", lambda: bench_faults(setup, quick), write)
     scaling = _guarded(results, "scaling", lambda: bench_scaling(setup, sizes, done), write)
     _guarded(results, "prepare", lambda: prepare_section(scaling), write)
+    # ingest at archive size (records/s, peak RSS flat in N) last, as the long scaling sizes:
+    # a run stopped during the longest steps has written every other figure
+    scale = lambda: bench_ingest_module.bench_section(setup)  # noqa: E731
+    _guarded(results["ingest"], "scale", scale, write)
     results = {"meta": results["meta"], **{k: results[k] for k in SECTIONS}}
     write()
     return results
