@@ -161,3 +161,14 @@ def test_shift_record_time_moves_the_knet_header_only():
     assert "Record Time       2020/01/02 13:01:10\n" in shifted
     assert shifted.replace("13:01:10", "12:00:10") == text
     assert shift_record_time("no header\n", timedelta(minutes=1)) == "no header\n"
+
+
+def test_the_device_reported_is_where_the_training_steps_run(monkeypatch):
+    """Not a constant: train.device resolved (here a CUDA GPU mocked in, then the CPU)."""
+    import torch
+
+    from deepvs30.train import TrainParams
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert bench._meta(False, TrainParams(device="auto"))["device"] == "cuda"
+    assert bench._meta(False, TrainParams(device="cpu"))["device"] == "cpu"

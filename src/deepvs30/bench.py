@@ -253,10 +253,25 @@ def _threads(num_threads: NumThreads) -> int:
     return torch.get_num_threads()
 
 
-def _device() -> dict:
+def _torch_device(train: TrainParams):
+    """Where the training steps run: ``train.device`` resolved (device.py)."""
+    from deepvs30.device import resolve
+
+    return resolve(train.device)
+
+
+def _sync(device) -> None:
+    """Wait for queued GPU work, so that a timer reads finished work (no-op on the CPU)."""
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+def _device(device) -> dict:
     import torch
 
-    return {"device": "cpu", "cuda_available": bool(torch.cuda.is_available())}
+    return {"device": str(device), "cuda_available": bool(torch.cuda.is_available())}
 
 
 # ---------------------------------------------------------------- replicated inputs
@@ -373,13 +388,13 @@ def _train_set(prepared: str, features: FeatureParams, train: TrainParams, limit
     return dataset, fs_hz, time.perf_counter() - t0
 
 
-def _network(model: ModelParams, features: FeatureParams, fs_hz: float, seed: int):
+def _network(model: ModelParams, features: FeatureParams, fs_hz: float, seed: int, device):
     import torch
 
     from deepvs30.inference import ModelBundle
 
     torch.manual_seed(seed)
-    return ModelBundle.build_network(model.name, model.hparams, features, fs_hz)
+    return ModelBundle.build_network(model.name, model.hparams, features, fs_hz).to(device)
 
 
 def _optimiser(network, train: TrainParams):
@@ -417,8 +432,9 @@ def _bare_step(tensors: tuple, dataset, model: ModelParams, train: TrainParams):
 
     from deepvs30.train import loss_fn
 
-    x, s, y = tensors
-    network = _network(model, dataset.features, dataset.fs_hz, train.seed)
+    device = _torch_device(train)
+    x, s, y = (t.to(device) for t in tensors)  # the bare loop's data wait on the device
+    network = _network(model, dataset.features, dataset.fs_hz, train.seed, device)
     optimiser = _optimiser(network, train)
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(train.seed))
     network.train()
@@ -431,6 +447,7 @@ def _bare_step(tensors: tuple, dataset, model: ModelParams, train: TrainParams):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
         optimiser.step()
+        _sync(device)
 
     return step
 
@@ -443,7 +460,8 @@ def _epoch_seconds(dataset, model: ModelParams, train: TrainParams, bare=None) -
 
     from deepvs30.train import _train_epoch
 
-    network = _network(model, dataset.features, dataset.fs_hz, train.seed)
+    device = _torch_device(train)
+    network = _network(model, dataset.features, dataset.fs_hz, train.seed, device)
     optimiser = _optimiser(network, train)
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -453,7 +471,8 @@ def _epoch_seconds(dataset, model: ModelParams, train: TrainParams, bare=None) -
     )
     loader = _Interleaved(loader, bare) if bare is not None else loader
     t0, c0 = time.perf_counter(), time.process_time()
-    _train_epoch(network, optimiser, loader, train.loss)
+    _train_epoch(network, optimiser, loader, train.loss, device)
+    _sync(device)
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
     bare_s = loader.bare_seconds if bare is not None else 0.0
     bare_cpu = loader.bare_cpu_seconds if bare is not None else 0.0
@@ -513,7 +532,7 @@ def step_training(
     n_fit = len(_train_records(prepared, features, train)[1])  # samples of one fit() epoch
     compute_ms = 1000 * statistics.median(bare_s) / n
     return {
-        **_device(),
+        **_device(_torch_device(train)),
         "torch_num_threads": n_threads,
         "batch_size": train.batch_size,
         "model": model.name,
@@ -643,7 +662,7 @@ def step_inference(
         predict_frame(bundle, frame)
         latencies.append(1000 * (time.perf_counter() - t0))
     return {
-        **_device(),
+        **_device(bundle.device),  # a loaded bundle is on the CPU
         "torch_num_threads": used,
         "batch_records": len(x),
         "batch_records_per_s": _rate(len(x), batch_s),
@@ -1093,7 +1112,7 @@ sizes (≈1 for time, ≈0 for the heap). Details in results.json.
 # ---------------------------------------------------------------- run
 
 
-def _meta(quick: bool, num_threads: NumThreads) -> dict:
+def _meta(quick: bool, train: TrainParams) -> dict:
     import torch
 
     return {
@@ -1105,8 +1124,8 @@ def _meta(quick: bool, num_threads: NumThreads) -> dict:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "usable_cores": threads.machine_cores(),
-        "torch_num_threads": threads.resolve(num_threads).intra_op,
-        "device": "cpu",
+        "torch_num_threads": threads.resolve(train.num_threads).intra_op,
+        "device": str(_torch_device(train)),  # the training steps'; inference: the CPU
         "cuda_available": bool(torch.cuda.is_available()),
         "git_commit": _git_commit(),
         "load_average_start": _load_average(),
@@ -1163,7 +1182,7 @@ def bench_faults(setup: Setup, quick: bool) -> dict:
 
 def run_bench(setup: Setup, out_dir: Path, quick: bool) -> dict:
     t0 = time.perf_counter()
-    results: dict[str, Any] = {"meta": _meta(quick, setup.train.num_threads)}
+    results: dict[str, Any] = {"meta": _meta(quick, setup.train)}
 
     def write() -> None:
         results["meta"]["total_s"] = round(time.perf_counter() - t0, 1)
