@@ -200,8 +200,14 @@ def test_the_real_model_registers_an_ensemble_arm_with_its_ensemble_fallback(
         "best_arm": "hv_curve_gmm_ens", "summary": summary,
         "sigma_scale": {"hv_curve_gmm_ens": 1.3, "hv_curve_ens": 1.1},
     }))  # fmt: skip
+    summary_csv, breakdown = _summary_and_breakdown(
+        {"hv_curve_gmm_ens": {"mape": 30.0, "rho_tr": 0.55}}
+    )
+    summary_csv.to_csv(out / "summary.csv", index=False)
+    breakdown.to_csv(out / "breakdown.csv", index=False)
     info = train_real_model(params)
     assert info["arm"] == "hv_curve_gmm_ens" and info["fallback_arm"] == "hv_curve_ens"
+    assert info["tags"]["test.targets_met"] == "6"  # what promotion compares first
     model_dir = tmp_path / "models" / "real"
     bundle = ModelBundle.load(model_dir)
     assert bundle.model_name == "ensemble" and bundle.features.gmm_scalars

@@ -53,6 +53,51 @@ def test_worse_or_nan_challenger_is_not() -> None:
     assert not ok and "not finite" in reason
 
 
+def test_the_real_benchmarks_targets_come_before_the_mape_margin() -> None:
+    """Real-model versions carry how many targets they meet: more wins inside the margin,
+    fewer loses despite a large gain; without the tag on either side, the MAPE rule."""
+    from dataclasses import replace
+
+    same, meets_more = scores(2, 27.39, 0.345), scores(1, 27.43, 0.348)
+    ok, reason = decide(replace(same, targets_met=7), replace(meets_more, targets_met=6), PARAMS)
+    assert ok and reason.startswith("meets more of the real benchmark's targets (7 vs 6)")
+    ok, reason = decide(replace(scores(2, 20.0, 0.30), targets_met=5),
+                        replace(meets_more, targets_met=6), PARAMS)  # fmt: skip
+    assert not ok and reason.startswith("meets fewer")
+    ok, reason = decide(replace(same, targets_met=7), meets_more, PARAMS)
+    assert not ok and reason.startswith("MAPE not better by the margin")
+    tied = decide(replace(same, targets_met=7), replace(meets_more, targets_met=7), PARAMS)
+    assert not tied[0] and tied[1].startswith("MAPE not better by the margin")
+
+
+def test_a_champion_without_the_targets_tag_gets_it_from_the_same_benchmark() -> None:
+    from types import SimpleNamespace
+
+    from deepvs30.realmodel import backfill_champion_targets
+
+    class Client:
+        def __init__(self, tags):
+            self.version = SimpleNamespace(version="1", tags=tags)
+            self.set = {}
+
+        def get_model_version_by_alias(self, name, alias):
+            return self.version
+
+        def set_model_version_tag(self, name, version, key, value):
+            self.set[key] = value
+
+    basis = {"data_version": "dvc:abc", "split": "real-benchmark:station_kfold out-of-fold"}
+    new = {"version": 2, "tags": basis}
+    client = Client({**basis, "arm": "hv_curve_mlp_gmm"})
+    assert backfill_champion_targets(client, "deepvs30-real", new, {"hv_curve_mlp_gmm": 6}) == "6"
+    assert client.set["test.targets_met"] == "6" and "v2" in client.set["targets_met_from"]
+    other_data = Client({**basis, "data_version": "dvc:old", "arm": "hv_curve_mlp_gmm"})
+    assert backfill_champion_targets(other_data, "x", new, {"hv_curve_mlp_gmm": 6}) is None
+    tagged = Client({**basis, "arm": "hv_curve_mlp_gmm", "test.targets_met": "5"})
+    assert backfill_champion_targets(tagged, "x", new, {"hv_curve_mlp_gmm": 6}) is None
+    assert other_data.set == tagged.set == {}
+
+
 # --- the registry -------------------------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from deepvs30.config import data_path, section
 from deepvs30.errors import DeepVs30Error, LeakageError
-from deepvs30.register import CHALLENGER, CHAMPION
+from deepvs30.register import CHALLENGER, CHAMPION, TARGETS_TAG
 from deepvs30.tracking import MlflowParams, configure, data_version
 
 TAG = "promotion"
@@ -50,6 +50,7 @@ class Scores:
     std_ln: float
     n_stations: int
     trained_on: str  # the data_version tag of the version
+    targets_met: int | None = None  # the real benchmark's targets met (registered tag)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,11 @@ def decide(challenger: Scores, champion: Scores, params: PromoteParams) -> tuple
     )
     if not (math.isfinite(challenger.mape_pct) and math.isfinite(challenger.std_ln)):
         return False, f"challenger metrics are not finite: {numbers}"
+    met = (challenger.targets_met, champion.targets_met)
+    if None not in met and met[0] != met[1]:  # targets (regions served) first, then MAPE
+        verdict = "meets more" if met[0] > met[1] else "meets fewer"
+        return met[0] > met[1], (f"{verdict} of the real benchmark's targets "
+                                 f"({met[0]} vs {met[1]}): {numbers}")  # fmt: skip
     if gain < params.margin_pct:
         return False, f"MAPE not better by the margin: {numbers}"
     if std_rise > params.max_std_ln_increase + 1e-12:
@@ -153,7 +159,9 @@ def registered_scores(mv) -> Scores:
             f"version {mv.version} has no registered test metrics ({exc}); re-evaluation needs "
             "the prepared data (deepvs30 prepare)"
         ) from exc
-    return Scores(int(mv.version), mape, std, -1, mv.tags.get("data_version", "unknown"))
+    met = mv.tags.get(TARGETS_TAG)
+    return Scores(int(mv.version), mape, std, -1, mv.tags.get("data_version", "unknown"),
+                  int(met) if met is not None and met.isdigit() else None)  # fmt: skip
 
 
 def score_pair(
@@ -217,7 +225,7 @@ def eval_setup(params: dict, promote: PromoteParams) -> tuple[EvalSetup | None, 
 # --- the registry ------------------------------------------------------------------------
 
 
-def _version_or_none(client, model: str, alias: str):
+def version_by_alias(client, model: str, alias: str):
     import mlflow
 
     try:
@@ -237,7 +245,7 @@ def _version(client, model: str, version: int | str):
 
 def _challenger(client, model: str):
     """The version aliased challenger, else the newest version; DeepVs30Error if none."""
-    found = _version_or_none(client, model, CHALLENGER)
+    found = version_by_alias(client, model, CHALLENGER)
     if found is not None:
         return found, ""
     versions = client.search_model_versions(f"name='{model}'")
@@ -334,7 +342,7 @@ def promote(
 ) -> Decision:
     """Compare challenger with champion, move the alias if warranted, record the decision."""
     challenger, how = _challenger(client, model)
-    champion = _version_or_none(client, model, CHAMPION)
+    champion = version_by_alias(client, model, CHAMPION)
     by, at = who_and_when()
     notes = [n for n in (how, note and f"note: {note}") if n]
     version = int(challenger.version)
@@ -396,7 +404,7 @@ def promote(
 def rollback(client, model: str, to_version: int, note: str = "") -> Decision:
     """Point champion at an earlier (or any) version; recorded like a promotion."""
     target = _version(client, model, to_version)
-    champion = _version_or_none(client, model, CHAMPION)
+    champion = version_by_alias(client, model, CHAMPION)
     previous = None if champion is None else int(champion.version)
     by, at = who_and_when()
     version = int(target.version)
@@ -460,5 +468,5 @@ def run(args: argparse.Namespace, params: dict) -> int:
 
 
 def _current(client, model: str) -> str:
-    mv = _version_or_none(client, model, CHAMPION)
+    mv = version_by_alias(client, model, CHAMPION)
     return "none" if mv is None else str(mv.version)

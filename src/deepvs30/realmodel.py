@@ -32,6 +32,7 @@ from deepvs30.realbench import (
     arm_model,
     load_source,
     ridge_model,
+    targets_met_by_arm,
     train_params,
     with_val,
 )
@@ -129,7 +130,8 @@ def train_real_model(params: dict) -> dict:
         sigma_scale=sigma_scale, fitter=fitter, fallback=fallback,
     )  # fmt: skip
     figures = out_dir / "benchmark_metrics.json"
-    chosen_on = benchmark_figures(bench, arm)
+    met = targets_met(Path(real.out))
+    chosen_on = {**benchmark_figures(bench, arm), "targets_met": met.get(arm)}
     figures.write_text(json.dumps(chosen_on, indent=1))
     use = real_use(arm, chosen_on, arm == bench.get("best_arm"), sigma_scale)
     info = register_model(out_dir, figures, mlflow_params,
@@ -137,6 +139,7 @@ def train_real_model(params: dict) -> dict:
                                       "trained_on": "every labelled real station"},
                           intended_use=use)  # fmt: skip
     client = MlflowClient()
+    backfill_champion_targets(client, cfg.registered_model, info, met)
     rule = section(params, "promote", promotion.PromoteParams)
     why = "the real model is scored on the benchmark folds"
     rule = replace(rule, reevaluate=False)
@@ -144,6 +147,36 @@ def train_real_model(params: dict) -> dict:
     return {**info, "arm": arm, "best_epoch": result.best_epoch, "sigma_scale": sigma_scale,
             "fallback_arm": spec.fallback or None,
             "promotion": decision.action, "reason": decision.reason}  # fmt: skip
+
+
+def targets_met(out_dir: Path) -> dict[str, int]:
+    """Targets met per trained arm, from the benchmark's summary.csv and breakdown.csv."""
+    summary, breakdown = out_dir / "summary.csv", out_dir / "breakdown.csv"
+    if not (summary.is_file() and breakdown.is_file()):
+        return {}
+    summary, breakdown = pd.read_csv(summary), pd.read_csv(breakdown)
+    arms = [a for a in summary["arm"].unique() if a in ARMS and ARMS[a].kind != "baseline"]
+    return targets_met_by_arm(summary, breakdown, arms)
+
+
+def backfill_champion_targets(client, name: str, new: dict, met: dict[str, int]) -> str | None:
+    """A champion registered before versions carried the targets tag gets it from this
+    benchmark, when that measured its arm on the same data and folds as the new version; so
+    promotion compares targets met, then MAPE. Returns the tag set, or None."""
+    from deepvs30.promote import version_by_alias
+    from deepvs30.register import CHAMPION, TARGETS_TAG
+
+    champion = version_by_alias(client, name, CHAMPION)
+    if champion is None or TARGETS_TAG in champion.tags or int(champion.version) == new["version"]:
+        return None
+    same = all(champion.tags.get(k) == new["tags"].get(k) for k in ("data_version", "split"))
+    arm = champion.tags.get("arm")
+    if not same or arm not in met:
+        return None
+    client.set_model_version_tag(name, champion.version, TARGETS_TAG, str(met[arm]))
+    source = f"real benchmark of v{new['version']} (same data and folds)"
+    client.set_model_version_tag(name, champion.version, "targets_met_from", source)
+    return str(met[arm])
 
 
 def fallback_model(ctx: Context, arm: str, fold_dir: Path, bench: dict):

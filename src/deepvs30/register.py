@@ -22,6 +22,8 @@ from deepvs30.tracking import MlflowParams, configure, flatten
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# how many of the real benchmark's targets the version meets (real model; promote reads it)
+TARGETS_TAG = "test.targets_met"
 # Version tag: "incomplete" from the version's creation until its model card and aliases are
 # set, then "complete". A rerun after a kill finishes the incomplete version of the same run
 # instead of registering a second one.
@@ -97,6 +99,8 @@ def register_model(
         ).items():
             if key.endswith(("mape_pct", "std_ln", "pearson_r_ln")):
                 tags[key] = f"{value:.4f}"
+        if metrics.get("targets_met") is not None:  # the real model: the targets met
+            tags[TARGETS_TAG] = str(int(metrics["targets_met"]))
     name = mlflow_params.registered_model
     number = _new_or_unfinished_version(client, name, run_info, tags)
     card = model_card(card_facts(name, number, run, tags, metrics, intended_use))
