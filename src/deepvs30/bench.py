@@ -58,6 +58,7 @@ from deepvs30 import bench_ingest as bench_ingest_module
 from deepvs30 import bench_workers as bench_workers_module
 from deepvs30 import threads
 from deepvs30.config import from_dict, load_params, section
+from deepvs30.errors import ConfigError
 from deepvs30.readers.knet import shift_record_time
 from deepvs30.segment import FeatureParams
 from deepvs30.threads import NumThreads
@@ -1204,11 +1205,22 @@ def run_bench(setup: Setup, out_dir: Path, quick: bool) -> dict:
     _guarded(results, "prepare", lambda: prepare_section(scaling), write)
     # ingest at archive size (records/s, peak RSS flat in N) last, as the long scaling sizes:
     # a run stopped during the longest steps has written every other figure
-    scale = lambda: bench_ingest_module.bench_section(setup)  # noqa: E731
-    _guarded(results["ingest"], "scale", scale, write)
+    run_ingest_scale(setup, results, write)
     results = {"meta": results["meta"], **{k: results[k] for k in SECTIONS}}
     write()
     return results
+
+
+def run_ingest_scale(setup: Setup, results: dict, write: Callable[[], None]) -> dict:
+    """The archive-size ingest into ``results["ingest"]["scale"]``, written after each size."""
+    ingest = results.setdefault("ingest", {})
+
+    def on_size(section: dict) -> None:
+        ingest["scale"] = section
+        write()
+
+    scale = lambda: bench_ingest_module.bench_section(setup, on_size)  # noqa: E731
+    return _guarded(ingest, "scale", scale, write)
 
 
 def write_results(results: dict, out_dir: Path) -> None:
@@ -1228,6 +1240,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="CI smoke run (bench.quick sizes)")
     parser.add_argument("--out", help="results folder (default: bench.out)")
     parser.add_argument("--tmp-dir", help="parent of the temporary folder (default: bench.tmp_dir)")
+    parser.add_argument(
+        "--ingest-scale-only", nargs="*", type=int, metavar="N",
+        help="only the archive-size ingest (at these record counts, default "
+             "bench.ingest_scale_records), into the existing results.json",
+    )  # fmt: skip
+
+
+def ingest_scale_only(setup: Setup, out_dir: Path, sizes: list[int]) -> int:
+    """Rerun the archive-size ingest alone (the bench's longest step) into the results.json
+    of an earlier full run, its own commit and load average beside it."""
+    path = out_dir / RESULTS_JSON
+    if not path.is_file():
+        raise ConfigError(f"{path}: no results of a full bench to add the ingest scale to")
+    results = json.loads(path.read_text())
+    if sizes:
+        setup = dataclasses.replace(
+            setup, bench=dataclasses.replace(setup.bench, ingest_scale_records=sizes)
+        )
+    t0, meta = time.perf_counter(), _meta(False, setup.train)
+    results.setdefault("ingest", {})["scale_run"] = {k: meta[k] for k in
+        ("started", "git_commit", "load_average_start", "command")}  # fmt: skip
+    results["ingest"]["scale_run"]["command"] = "deepvs30 bench --ingest-scale-only " + " ".join(
+        map(str, sorted(setup.bench.ingest_scale_records))
+    )
+
+    def write() -> None:
+        results["ingest"]["scale_run"]["total_s"] = round(time.perf_counter() - t0, 1)
+        results["ingest"]["scale_run"]["load_average_end"] = _load_average()
+        write_results(results, out_dir)
+
+    section = run_ingest_scale(setup, results, write)
+    print(json.dumps(section, indent=1, default=_json_default))
+    return 1 if "error" in section else 0
 
 
 def load_setup_params(params: dict, quick: bool) -> BenchParams:
@@ -1254,6 +1299,8 @@ def run(args: argparse.Namespace, params: dict) -> int:
             params=params,
             realdata=_realdata(),
         )
+        if args.ingest_scale_only is not None:
+            return ingest_scale_only(setup, out_dir, args.ingest_scale_only)
         results = run_bench(setup, out_dir, args.quick)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -26,8 +26,9 @@ DEFAULT_SIZES = (1000, 4000)
 FULL_SIZES = (36_000, 100_000)
 
 
-def bench_section(setup: Any) -> dict:
-    """The hook for :func:`deepvs30.bench.bench_ingest`: sizes from ``setup.bench``."""
+def bench_section(setup: Any, on_size: Any = None) -> dict:
+    """The hook for :func:`deepvs30.bench.run_bench`: sizes from ``setup.bench``;
+    ``on_size(section)`` after each size, so a run stopped at a larger size keeps the others."""
     from deepvs30.bench import NO_REALDATA
     from deepvs30.config import section
     from deepvs30.ingest import IngestParams
@@ -36,11 +37,18 @@ def bench_section(setup: Any) -> dict:
         return {"skipped": NO_REALDATA}
     sizes = getattr(setup.bench, "ingest_scale_records", None) or DEFAULT_SIZES
     params = section(setup.params, "ingest", IngestParams) if "ingest" in setup.params else None
-    return measure(setup.realdata, setup.tmp, sizes, params)
+    return measure(setup.realdata, setup.tmp, sizes, params, on_size)
 
 
-def measure(realdata: Path, tmp: Path, sizes: Sequence[int], ingest_params: Any = None) -> dict:
-    """Ingest ``n`` replicated K-NET records for each ``n`` of ``sizes``, each in a child."""
+def measure(
+    realdata: Path,
+    tmp: Path,
+    sizes: Sequence[int],
+    ingest_params: Any = None,
+    on_size: Any = None,
+) -> dict:
+    """Ingest ``n`` replicated K-NET records for each ``n`` of ``sizes``, each in a child;
+    ``on_size(section so far)`` after each."""
     from deepvs30.bench import in_child, replicate_knet
     from deepvs30.ingest import IngestParams, worker_count
 
@@ -55,14 +63,18 @@ def measure(realdata: Path, tmp: Path, sizes: Sequence[int], ingest_params: Any 
             shutil.rmtree(inputs, ignore_errors=True)
             shutil.rmtree(out, ignore_errors=True)
         rows.append({**row, "records": n})
-    return {
-        "source": "K-NET sample replicated (3 files per record, distinct record times)",
-        "workers": worker_count(ingest_params.workers),
-        "shard_records": ingest_params.shard_records,
-        "pick": ingest_params.pick,
-        "sizes": rows,
-        **slopes(rows),
-    }
+        section = {
+            "source": "K-NET sample replicated (3 files per record, distinct record times)",
+            "workers": worker_count(ingest_params.workers),
+            "shard_records": ingest_params.shard_records,
+            "pick": ingest_params.pick,
+            "sizes": rows,
+            "sizes_asked": sorted(sizes),
+            **slopes(rows),
+        }
+        if on_size is not None:
+            on_size(section)
+    return section
 
 
 def step(inputs: str, out: str, ingest_params: Any = None) -> dict:
