@@ -341,3 +341,17 @@ def test_served_model_under_concurrent_load_gives_no_5xx_or_errors(models, monke
     assert result["status_5xx"] == 0 and result["other_errors"] == 0, result
     assert result["requests"] >= 5
     assert 0 < result["p50_ms"] <= result["p99_ms"]
+
+
+def test_an_owner_is_gone_only_when_its_process_on_this_host_has_ended() -> None:
+    import socket
+
+    from deepvs30.dataset import owner_gone, process_owner
+
+    host = socket.gethostname()
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    assert not owner_gone(process_owner())  # this process
+    assert owner_gone(f"{ended.pid}@{host}")
+    assert not owner_gone(f"{ended.pid}@another-host")  # not ours to judge
+    assert not owner_gone("garbage") and not owner_gone(f"x@{host}")

@@ -1259,11 +1259,11 @@ def ingest_scale_only(setup: Setup, out_dir: Path, sizes: list[int]) -> int:
             setup, bench=dataclasses.replace(setup.bench, ingest_scale_records=sizes)
         )
     t0, meta = time.perf_counter(), _meta(False, setup.train)
-    results.setdefault("ingest", {})["scale_run"] = {k: meta[k] for k in
-        ("started", "git_commit", "load_average_start", "command")}  # fmt: skip
-    results["ingest"]["scale_run"]["command"] = "deepvs30 bench --ingest-scale-only " + " ".join(
-        map(str, sorted(setup.bench.ingest_scale_records))
-    )
+    sizes_text = " ".join(map(str, sorted(setup.bench.ingest_scale_records)))
+    results.setdefault("ingest", {})["scale_run"] = {
+        **{k: meta[k] for k in ("started", "git_commit", "load_average_start")},
+        "command": f"deepvs30 bench --ingest-scale-only {sizes_text}",
+    }
 
     def write() -> None:
         results["ingest"]["scale_run"]["total_s"] = round(time.perf_counter() - t0, 1)

@@ -186,7 +186,7 @@ def staging_dir(out_dir: Path) -> Path:
     killed processes on this host are removed first: a SIGKILL runs no clean-up."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(out_dir)
-    owner = f"{os.getpid()}@{socket.gethostname()}-"
+    owner = f"{process_owner()}-"
     return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}{STAGING}{owner}", dir=out_dir.parent))
 
 
@@ -197,8 +197,7 @@ def remove_stale_staging(out_dir: Path) -> list[Path]:
     removed = []
     prefix = f".{out_dir.name}{STAGING}"
     for holder in out_dir.parent.glob(f"{prefix}*"):
-        pid, _, host = holder.name[len(prefix) :].rpartition("-")[0].partition("@")
-        if host != socket.gethostname() or not pid.isdigit() or process_alive(int(pid)):
+        if not owner_gone(holder.name[len(prefix) :].rpartition("-")[0]):
             continue
         shutil.rmtree(holder, ignore_errors=True)
         removed.append(holder)
@@ -207,6 +206,18 @@ def remove_stale_staging(out_dir: Path) -> list[Path]:
             shutil.rmtree(old, ignore_errors=True)
             removed.append(old)
     return removed
+
+
+def process_owner() -> str:
+    """``pid@host`` of this process: who owns a staging folder or an MLflow run."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def owner_gone(owner: str) -> bool:
+    """Whether the ``pid@host`` owner is a process of this host that no longer exists
+    (another host's, or an unparsable owner, is never taken as gone)."""
+    pid, _, host = owner.partition("@")
+    return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
 
 
 def process_alive(pid: int) -> bool:

@@ -54,14 +54,10 @@ def start_run(run_name: str | None = None, nested: bool = False):
     as KILLED (a SIGKILL ends no run: :func:`end_killed_runs`)."""
     import mlflow
 
+    from deepvs30.dataset import process_owner
+
     end_killed_runs()
-    return mlflow.start_run(run_name=run_name, nested=nested, tags={OWNER_TAG: _owner()})
-
-
-def _owner() -> str:
-    import socket
-
-    return f"{os.getpid()}@{socket.gethostname()}"
+    return mlflow.start_run(run_name=run_name, nested=nested, tags={OWNER_TAG: process_owner()})
 
 
 def end_killed_runs() -> list[str]:
@@ -71,7 +67,7 @@ def end_killed_runs() -> list[str]:
 
     import mlflow
 
-    from deepvs30.dataset import process_alive
+    from deepvs30.dataset import owner_gone
 
     host = socket.gethostname()
     running = mlflow.search_runs(
@@ -80,8 +76,7 @@ def end_killed_runs() -> list[str]:
     )
     ended = []
     for run in running:
-        pid = run.data.tags[OWNER_TAG].partition("@")[0]
-        if pid.isdigit() and not process_alive(int(pid)):
+        if owner_gone(run.data.tags[OWNER_TAG]):
             mlflow.MlflowClient().set_terminated(run.info.run_id, status="KILLED")
             ended.append(run.info.run_id)
     if ended:
