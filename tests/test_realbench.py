@@ -185,3 +185,41 @@ def test_real_model_figures_are_the_arms_out_of_fold_means_in_register_shape() -
     assert figures["station"] == {"mape_pct": 30.5, "std_ln": 0.38, "pearson_r_ln": 0.6}
     assert figures["baseline_median"]["mape_pct"] == 40.6
     assert figures["baseline_hv"] == {}  # not run: no number invented
+
+
+def test_pretext_arm_pretrains_on_each_folds_training_stations_only(tiny_dataset, tmp_path):
+    """pretext_finetune: one label-free pretext model per fold and seed, trained on that fold's
+    train stations and stopped on its val stations (never a test station), validated against
+    the mean predictor, then fine-tuned; every station is still scored out of fold."""
+    from deepvs30.prepare import PrepareParams, load_prepared, prepare
+    from deepvs30.realbench import Context, arm_model, benchmark, write_outputs
+    from deepvs30.segment import FeatureParams
+    from deepvs30.train import ModelParams
+
+    prepared = tmp_path / "prepared"
+    prepare(tiny_dataset, prepared, PrepareParams())
+    real = RealParams(data=str(tiny_dataset), prepared=str(prepared), out=str(tmp_path / "out"),
+                      folds=3, seeds=1, arms=["median", "pretext_finetune"], epochs=2, patience=2,
+                      regions={"tiny": [30.0, 50.0, 20.0, 40.0]}, min_region_stations=100,
+                      schemes={}, min_event_stations=100)  # fmt: skip
+    features = FeatureParams(window_s=10.0)
+    model = ModelParams("cnn_lstm", {"conv_channels": 4, "n_conv_blocks": 2, "lstm_hidden": 4,
+                                     "head_hidden": 8})  # fmt: skip
+    result = benchmark(real, features, model)
+    assert set(result["oof"]["station_kfold"].groupby("arm")["station"].nunique()) == {24}
+    pretext = result["pretext"]
+    assert len(pretext) == 3 and set(pretext["seed"]) == {real.split_seed}
+    assert {"val_sp_time_mae", "val_sp_time_mae_mean_predictor"} <= set(pretext.columns)
+    write_outputs(result, real)
+    assert len(pd.read_csv(tmp_path / "out" / "pretext.csv")) == 3
+
+    # the pretext model of a fold lists only that fold's train/val stations
+    fold_dir = next((tmp_path / "out" / "work" / "folds").iterdir())
+    _, records, _ = load_prepared(fold_dir)
+    ctx = Context(real, prepared, tmp_path / "work2", features, model)
+    bundle = arm_model(ctx, "pretext_finetune", fold_dir, 0)
+    pre = ctx.fitted[(str(fold_dir), "pretext", 0)]
+    test_stations = set(records.loc[records["split"] == "test", "station"])
+    for b in (pre, bundle):
+        seen = set(b.provenance["train_stations"]) | set(b.provenance["val_stations"])
+        assert seen and not seen & test_stations

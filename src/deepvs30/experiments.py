@@ -11,6 +11,11 @@
   predictions for every station); reports spread of predictions and correlation with truth.
 - ``ps_ablation``: with and without the P/S channel, from scratch and after label-free pretext
   pre-training (S−P time, magnitude, ln distance; no P/S channel while pre-training).
+- ``synth_realism``: one synthetic corpus per variant of ``experiments.realism`` (the synth
+  realism options: pre-event lengths, picking errors, non-1-D site scatter), each scored
+  zero-shot on every labelled real station by the two models that transfer: the ridge on the
+  ln H/V curve (:func:`deepvs30.realbench.ridge_model`) and the pipeline's CNN-LSTM. A variant
+  that moves the real bias or Spearman ρ towards the truth narrows the synthetic-to-real gap.
 
 Sizes come from params.yaml's ``experiments`` section (``quick`` for --quick), everything else
 from the pipeline's own sections: the default synthetic corpus size (200 stations, 140
@@ -29,6 +34,7 @@ which holds every training as a nested run (fine-tuned runs carry ``parent_model
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -66,12 +72,24 @@ REGION_B = {
     "vs0_soft_mps": 200.0,
     "vs0_stiff_mps": 520.0,
 }
+# synth_realism: each realism option of deepvs30.synth alone, then all of them
+REALISM = {
+    "baseline": {},
+    "pre_event": {"pre_event_range_s": [1.0, 15.0]},
+    "pick_error": {"p_pick_error_s": 0.3, "s_pick_error_s": 1.0},
+    "site_scatter": {"site_scatter_sigma_ln": 0.3, "site_scatter_record_sigma_ln": 0.3},
+    "all": {"pre_event_range_s": [1.0, 15.0], "p_pick_error_s": 0.3, "s_pick_error_s": 1.0,
+            "site_scatter_sigma_ln": 0.3, "site_scatter_record_sigma_ln": 0.3},
+}  # fmt: skip
 # --quick: seconds-long smoke runs (tests)
 QUICK = {
     "stations": 24,
     "events": 10,
     "epochs": 2,
     "patience": 2,
+    "realism": {"baseline": {}, "site_scatter": {"site_scatter_record_sigma_ln": 0.3}},
+    "realism_stations": 24,
+    "realism_events": 10,
     "pretrain_epochs": 2,
     "folds": 2,
     "fractions": [0.25, 1.0],
@@ -102,6 +120,9 @@ class ExperimentsParams:
     window_s: float | None = None  # null: features.window_s
     hparams: dict | None = None  # null: model.hparams
     region_b: dict = field(default_factory=lambda: dict(REGION_B))  # synth overrides
+    realism: dict = field(default_factory=lambda: dict(REALISM))  # variant: synth overrides
+    realism_stations: int = 100  # each synth_realism corpus (stations, events)
+    realism_events: int = 80
     quick: dict = field(default_factory=lambda: dict(QUICK))
 
     def quick_mode(self) -> ExperimentsParams:
@@ -126,6 +147,8 @@ class Setup:
     fractions: tuple[float, ...]
     seeds: int
     region_b: dict
+    realism: dict = field(default_factory=dict)
+    realism_size: tuple[int, int] = (100, 80)  # stations, events of a synth_realism corpus
     seed_index: int = 0  # which repetition runs: training seeds are train.seed + seed_index
 
     @property
@@ -165,6 +188,8 @@ def make_setup(
         fractions=tuple(exp.fractions),
         seeds=exp.seeds,
         region_b=dict(exp.region_b),
+        realism=dict(exp.realism),
+        realism_size=(exp.realism_stations, exp.realism_events),
     )
 
 
@@ -183,7 +208,8 @@ def synth_corpus(setup: Setup, seed: int, physics: dict | None = None) -> Path:
         seed=seed,
         **(physics or {}),
     )
-    key = f"synth_s{setup.stations}_e{setup.events}_seed{seed}{'_b' if physics else ''}"
+    digest = hashlib.sha1(json.dumps(physics, sort_keys=True).encode()).hexdigest()[:8]
+    key = f"synth_s{setup.stations}_e{setup.events}_seed{seed}{f'_{digest}' if physics else ''}"
     data_dir, prepared_dir = setup.work / "data" / key, setup.work / "prepared" / key
     if not (data_dir / "metadata.csv").is_file():
         generate(params, data_dir)
@@ -399,6 +425,34 @@ def ps_ablation(setup: Setup) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def synth_realism(setup: Setup) -> pd.DataFrame:
+    """Zero-shot on the real records of corpora with and without each realism option."""
+    from deepvs30.realbench import ARMS, arm_features, predict_part, ridge_model, score
+
+    real = derive_split(real_corpus(setup), setup.work / "prepared" / "real_all_test",
+                        lambda r: pd.Series("test", index=r.index))  # fmt: skip
+    stations, events = setup.realism_size
+    sized = replace(setup, stations=stations, events=events)
+    hv_features = arm_features(ARMS["hv_curve"], setup.features, hv_bins=24)
+    rows = []
+    for variant, options in setup.realism.items():
+        corpus = synth_corpus(sized, seed=1, physics=options)
+        models = {
+            "hv_ridge": ridge_model(corpus, hv_features),
+            "cnn_lstm": train_arm(sized, f"realism_{variant}", corpus, score=False).bundle,
+        }
+        for model, bundle in models.items():
+            m = score(predict_part(bundle, real))
+            rows.append({"arm": variant, "model": model, "options": json.dumps(options),
+                         "test_stations": m["n"], "station_mape_pct": m["mape_pct"],
+                         "station_pearson_r_ln": m["pearson_r_ln"],
+                         **{k: m[k] for k in REALISM_SCORES}})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+REALISM_SCORES = ("bias_ln", "std_ln", "spearman_rho", "spread_ratio", "pred_std_ln", "true_std_ln")
+
+
 def pipeline_config(setup: Setup) -> tuple[Path, FeatureParams, ModelParams, TrainParams]:
     """params.yaml's prepared folder, features, model and train (--quick: 2 epochs)."""
     params = setup.params
@@ -510,13 +564,22 @@ EXPERIMENTS: dict[str, Callable[[Setup], pd.DataFrame]] = {
     "cross_cluster": cross_cluster,
     "synth_to_real": synth_to_real,
     "ps_ablation": ps_ablation,
+    "synth_realism": synth_realism,
 }
 
 
 # --- plots and the runner ---------------------------------------------------------------------
 
 
-SCORES = ("station_mape_pct", "station_pearson_r_ln", "pred_std_ln", "true_std_ln")
+SCORES = (
+    "station_mape_pct",
+    "station_pearson_r_ln",
+    "pred_std_ln",
+    "true_std_ln",
+    "bias_ln",
+    "spearman_rho",
+    "spread_ratio",
+)
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:

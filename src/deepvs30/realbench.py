@@ -23,8 +23,9 @@ Writes ``real.out``: ``metrics.json`` (the targets of issue 13 as pass/fail, the
 ``sigma_scale`` per arm: the factor on the predicted sigma that makes the 16–84% interval cover
 68% of stations out of fold), ``arms.csv`` (one row per scheme, arm and seed), ``summary.csv``
 (mean and sd over seeds), ``breakdown.csv`` (per region, NEHRP class and fold/event),
-``oof_<scheme>.csv`` (out-of-fold station predictions), ``tables.md`` and plots; all of it
-under one MLflow parent run (experiment ``deepvs30-real``).
+``oof_<scheme>.csv`` (out-of-fold station predictions), ``pretext.csv`` (the validation of
+each fold's label-free pretext model, when ``pretext_finetune`` runs), ``tables.md`` and plots;
+all of it under one MLflow parent run (experiment ``deepvs30-real``).
 """
 
 from __future__ import annotations
@@ -242,8 +243,9 @@ def _n_train_stations(records: pd.DataFrame, fold: Fold) -> int:
 @dataclass(frozen=True)
 class ArmSpec:
     """How an arm gets its model on a fold: ``train`` from scratch, ``zero_shot`` (the
-    synthetic model as is), ``finetune`` (from ``init``: "synthetic" or "synthetic_hv") or
-    ``ensemble`` (the ln-mean of the ``members`` arms fitted on the same fold and seed)."""
+    synthetic model as is), ``finetune`` (from ``init``: "synthetic", "synthetic_hv", or
+    "pretext": pre-trained without labels on the fold's own training records) or ``ensemble``
+    (the ln-mean of the ``members`` arms fitted on the same fold and seed)."""
 
     kind: str  # baseline | ridge | train | zero_shot | finetune | ensemble
     model: str = ""
@@ -301,6 +303,12 @@ ARMS: dict[str, ArmSpec] = {
                          description="the pipeline's synthetic-trained model as is"),
     "finetune": ArmSpec("finetune", transfer=TransferParams(), init="synthetic",
                         description="synthetic pre-training + real fine-tuning"),
+    # label-free: the pretext model of each fold and seed is trained on that fold's training
+    # records (Vs30 unread; no test station), then fine-tuned on their labels like finetune
+    "pretext_finetune": ArmSpec("finetune", transfer=TransferParams(), init="pretext",
+                                description="label-free pretext pre-training on the real "
+                                            "training records (S-P time, magnitude, ln "
+                                            "distance), then real fine-tuning"),
     "finetune_freeze_cnn": ArmSpec("finetune", transfer=replace(TransferParams(), freeze="cnn"),
                                    init="synthetic",
                                    description="as finetune, CNN feature extractor frozen"),
@@ -332,6 +340,7 @@ class Context:
     source_loader: Callable[[str], ModelBundle] | None = None
     # models fitted on a fold, by (fold folder, arm, seed): an ensemble reuses its members'
     fitted: dict[tuple[str, str, int], ModelBundle] = field(default_factory=dict)
+    pretext: list[dict] = field(default_factory=list)  # validation of each pretext model
 
     def source(self, name: str) -> ModelBundle:
         if name not in self.sources:
@@ -386,11 +395,40 @@ def _fit_arm(ctx: Context, name: str, fold_dir: Path, seed: int) -> ModelBundle:
     out_dir = ctx.work / "runs" / name / fold_dir.name / f"seed{seed}"
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
-    init = ctx.source(spec.init) if spec.kind == "finetune" else None
+    init = init_model(ctx, spec, fold_dir, seed)
     train = train_params(ctx, spec, seed, out_dir)
     result = fit(fold_dir, features, model, train, init=init, progress=False,
                  transfer=spec.transfer if init else None)  # fmt: skip
     return result.bundle
+
+
+def init_model(ctx: Context, spec: ArmSpec, fold_dir: Path, seed: int) -> ModelBundle | None:
+    """The model a ``finetune`` arm starts from (None for the others)."""
+    if spec.kind != "finetune":
+        return None
+    if spec.init == "pretext":
+        return pretext_model(ctx, fold_dir, seed)
+    return ctx.source(spec.init)
+
+
+def pretext_model(ctx: Context, fold_dir: Path, seed: int) -> ModelBundle:
+    """The label-free pretext model (:mod:`deepvs30.pretrain`) of one fold and seed, trained
+    on the fold's train records and stopped early on its val records, with the benchmark's
+    sequence-model schedule; its validation errors against the mean predictor are kept in
+    ``ctx.pretext`` (a pretext model that does not beat the mean teaches nothing)."""
+    from deepvs30.pretrain import PretrainParams, pretrain
+
+    key = (str(fold_dir), "pretext", seed)
+    if key not in ctx.fitted:
+        p = ctx.params
+        params = PretrainParams(seed=seed, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr,
+                                weight_decay=p.weight_decay, patience=p.patience,
+                                num_threads=p.num_threads, split_column="split")  # fmt: skip
+        result = pretrain(fold_dir, ctx.base_features, ctx.base_model, params)
+        ctx.pretext.append({"fold": fold_dir.name, "seed": seed, "best_epoch": result.best_epoch,
+                            "seconds": result.seconds, **result.val_metrics})  # fmt: skip
+        ctx.fitted[key] = result.bundle
+    return ctx.fitted[key]
 
 
 RIDGE_ALPHAS = np.logspace(-2, 4, 13)
@@ -633,7 +671,7 @@ def benchmark(params: RealParams, features: FeatureParams, model: ModelParams) -
     oof = {s: run_scheme(ctx, s, arms, records, stations) for s, arms in schemes.items()}
     oof = {s: frame for s, frame in oof.items() if not frame.empty}
     tables = summarise(pd.concat(oof.values(), ignore_index=True), stations)
-    return {"oof": oof, "stations": stations, **tables}
+    return {"oof": oof, "stations": stations, "pretext": pd.DataFrame(ctx.pretext), **tables}
 
 
 def n_targets_met(result: dict) -> int:
@@ -673,6 +711,8 @@ def write_outputs(result: dict, params: RealParams) -> dict:
     result["summary"].to_csv(out / "summary.csv", index=False)
     result["breakdown"].to_csv(out / "breakdown.csv", index=False)
     result["stations"].to_csv(out / "stations.csv", index=False)
+    if len(result.get("pretext", ())):
+        result["pretext"].to_csv(out / "pretext.csv", index=False)
     trained = [a for a in params.arms if ARMS[a].kind != "baseline"]
     best = best_arm(result["summary"], result["breakdown"], trained) if trained else "median"
     kfold = result["oof"]["station_kfold"]

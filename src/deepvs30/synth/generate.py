@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 EARTH_RADIUS_KM = 6371.0
 STREAM_CLUSTERS, STREAM_STATIONS, STREAM_EVENTS, STREAM_RECORDS = 0, 1, 2, 3
+# the realism options draw from streams of their own: off, they leave every other draw as is
+STREAM_PRE_EVENT, STREAM_PICK_ERROR, STREAM_SITE_SCATTER = 4, 5, 6
 VERTICAL_S_RATIO = 0.5  # S-window energy on the vertical (SV, conversions), relative to one
 # horizontal; it passes the P-wave site response, the assumption behind earthquake H/V
 HORIZONTAL_P_RATIO = 0.3  # radial P on each horizontal, relative to the vertical P
@@ -62,6 +64,8 @@ VS30_DECIMALS = 2  # m/s
 # variance, and an absolute step, unlike float32's relative one, does not flip the near-zero
 # samples whose relative error is large (measured: 1 float32 ulp of 1.4 M samples differed).
 WAVEFORM_STEP_BELOW_NOISE_BITS = 8
+SITE_SCATTER_DECIMALS = 5  # the random site factor, relative (1e-5 of an amplitude ~0.3-3)
+SITE_SCATTER_FMIN_HZ = 0.05  # lowest node of the random ln amplitude (flat below)
 
 
 @dataclass(frozen=True)
@@ -318,11 +322,26 @@ class Synthesizer:
             prof, f = sta.profile, self.freq_hz
             crust = sr.crustal_amplification(f, prof.vs_mps[-1], prof.density_kgm3[-1])
             common = crust * st.kappa_filter(f, sta.kappa_rock_s)
-            self._site[sta.index] = (
-                common * sr.sh_transfer_function(f, prof),
-                common * sr.p_transfer_function(f, prof),
-            )
+            horizontal = common * sr.sh_transfer_function(f, prof)
+            sigma_ln = self.p.site_scatter_sigma_ln
+            if sigma_ln > 0:
+                rng = _rng(self.p.seed, STREAM_SITE_SCATTER, sta.index)
+                horizontal = scaled(horizontal, self.site_scatter(rng, sigma_ln))
+            self._site[sta.index] = (horizontal, common * sr.p_transfer_function(f, prof))
         return self._site[sta.index]
+
+    def site_scatter(self, rng: np.random.Generator, sigma_ln: float) -> np.ndarray:
+        """A smooth random amplitude factor over the frequency grid, exp(sigma_ln x z(f)):
+        z is Gaussian at nodes every ``site_scatter_octaves`` from 0.05 Hz to Nyquist and linear
+        in log2 f between them (its sd dips between nodes). Zero phase; rounded (byte
+        stability, see above). What a 1-D column cannot give: basin edges, topography,
+        lateral heterogeneity, soil-structure interaction; H/V then varies at one Vs30."""
+        octaves = self.p.site_scatter_octaves
+        n_nodes = int(np.ceil(np.log2(self.freq_hz[-1] / SITE_SCATTER_FMIN_HZ) / octaves)) + 1
+        z_nodes = rng.standard_normal(n_nodes)
+        position = np.log2(np.maximum(self.freq_hz, SITE_SCATTER_FMIN_HZ) / SITE_SCATTER_FMIN_HZ)
+        z = np.interp(position / octaves, np.arange(n_nodes), z_nodes)
+        return np.round(np.exp(sigma_ln * z), SITE_SCATTER_DECIMALS)
 
     def source_spectra(self, ev: Event) -> tuple[np.ndarray, np.ndarray]:
         """(S, P) source spectra of an event at 1 km (m/s), cached for its stations."""
@@ -351,11 +370,20 @@ class Synthesizer:
         amp = path_s * np.abs(h_site)
         return st.rvt_peak_estimate(self.freq_hz, amp, st.duration_s(ev.fc_hz, r_km))
 
-    def timing(self, ev: Event, r_km: float) -> tuple[int, int, int, float, float]:
+    def pre_event_samples(self, ev: Event, sta: Station) -> int:
+        """Samples of noise before P: ``pre_event_s``, or with ``pre_event_range_s`` a uniform
+        draw per record (a triggered recorder keeps a few seconds before its trigger)."""
+        p = self.p
+        if p.pre_event_range_s is None:
+            return int(round(p.pre_event_s * self.fs_hz))
+        lo_s, hi_s = p.pre_event_range_s
+        rng = _rng(p.seed, STREAM_PRE_EVENT, ev.index, sta.index)
+        return int(rng.integers(round(lo_s * self.fs_hz), round(hi_s * self.fs_hz) + 1))
+
+    def timing(self, ev: Event, r_km: float, p_sample: int) -> tuple[int, int, int, float, float]:
         """(n_samples, p_sample, s_sample, S window s, P window s) of a record."""
         p = self.p
         t_p, t_s = r_km / st.ALPHA_KMPS, r_km / st.BETA_KMPS
-        p_sample = int(round(p.pre_event_s * self.fs_hz))
         s_sample = p_sample + int(round((t_s - t_p) * self.fs_hz))
         tw_s = st.WINDOW_DURATION_FACTOR * st.duration_s(ev.fc_hz, r_km)
         tw_p = st.WINDOW_DURATION_FACTOR * st.duration_s(st.P_CORNER_RATIO * ev.fc_hz, r_km)
@@ -365,7 +393,7 @@ class Synthesizer:
 
     def record(self, ev: Event, sta: Station, r_km: float) -> tuple[np.ndarray, int, int]:
         """Acceleration (3, n) ZNE in m/s², with its P and S arrival samples."""
-        n, p_sample, s_sample, tw_s, tw_p = self.timing(ev, r_km)
+        n, p_sample, s_sample, tw_s, tw_p = self.timing(ev, r_km, self.pre_event_samples(ev, sta))
         rng = _rng(self.p.seed, STREAM_RECORDS, ev.index, sta.index)
         t_s = np.arange(self.nfft) * self.dt_s
         env = np.empty((2, self.nfft))
@@ -380,12 +408,29 @@ class Synthesizer:
         s_part, p_part = spec[:3] * path_s, spec[3:] * path_p
         out = np.empty((3, self.freq_hz.size), dtype=complex)
         out[0] = complex_product(VERTICAL_S_RATIO * s_part[0] + p_part[0], v_site)
-        out[1:] = complex_product(s_part[1:], h_site) + complex_product(
+        out[1:] = complex_product(s_part[1:], self.record_site(h_site, ev, sta)) + complex_product(
             HORIZONTAL_P_RATIO * p_part[1:], v_site
         )
         acc = np.fft.irfft(out, n=self.nfft, axis=-1)[:, :n] / self.dt_s
         acc += sta.noise_rms_mps2 * rng.standard_normal((3, n))  # instrument/site noise floor
         return round_to_noise_grid(acc, sta.noise_rms_mps2), p_sample, s_sample
+
+    def record_site(self, h_site: np.ndarray, ev: Event, sta: Station) -> np.ndarray:
+        """The horizontal site factor of one record: (2, n_freq), N and E each with its own
+        random amplitude when ``site_scatter_record_sigma_ln`` > 0 (azimuth, incidence and
+        the event's own path near the site), else the station's on both."""
+        sigma_ln = self.p.site_scatter_record_sigma_ln
+        if sigma_ln <= 0:
+            return h_site
+        rng = _rng(self.p.seed, STREAM_SITE_SCATTER, sta.index, ev.index)
+        return np.stack([scaled(h_site, self.site_scatter(rng, sigma_ln)) for _ in range(2)])
+
+
+def scaled(a: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """Complex ``a`` times a real ``factor``, by its real and imaginary parts (IEEE-exact)."""
+    out = np.empty(np.broadcast_shapes(np.shape(a), np.shape(factor)), dtype=complex)
+    out.real, out.imag = a.real * factor, a.imag * factor
+    return out
 
 
 def complex_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -437,11 +482,28 @@ def _iso(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def picked_arrivals(p: SynthParams, ev: Event, sta: Station, p_sample: int, s_sample: int):
+    """(P, S, status) as a picker would write them: the true samples, or with
+    ``p_pick_error_s`` / ``s_pick_error_s`` Gaussian errors on them (P kept inside the record
+    and S at least one sample after P)."""
+    if p.p_pick_error_s <= 0 and p.s_pick_error_s <= 0:
+        return p_sample, s_sample, "synthetic"
+    rng = _rng(p.seed, STREAM_PICK_ERROR, ev.index, sta.index)
+    fs_hz = p.sampling_rate_hz
+    p_err, s_err = rng.standard_normal(2) * (p.p_pick_error_s * fs_hz, p.s_pick_error_s * fs_hz)
+    p_picked = max(1, p_sample + int(round(p_err)))
+    return p_picked, max(p_picked + 1, s_sample + int(round(s_err))), "synthetic_picked"
+
+
 def record_metadata(
     p: SynthParams, ev: Event, sta: Station, r_km: float, p_sample: int, s_sample: int
 ) -> dict:
+    """One record's row; ``p_sample`` is the true P (the start time is origin + P time
+    - pre-event), the arrivals written are :func:`picked_arrivals`'."""
     t_p_s = r_km / st.ALPHA_KMPS
-    start = ev.origin_time + timedelta(seconds=round(t_p_s - p.pre_event_s, START_TIME_DECIMALS))
+    pre_event_s = p_sample / p.sampling_rate_hz
+    start = ev.origin_time + timedelta(seconds=round(t_p_s - pre_event_s, START_TIME_DECIMALS))
+    p_written, s_written, status = picked_arrivals(p, ev, sta, p_sample, s_sample)
     r_epi = float(distance_km(ev.lat_deg, ev.lon_deg, np.array(sta.lat_deg), np.array(sta.lon_deg)))
     return {
         "trace_name": f"{p.network_code}.{sta.code}.{ev.source_id}",
@@ -463,10 +525,10 @@ def record_metadata(
         "path_ep_distance_km": round(r_epi, DISTANCE_DECIMALS),
         "path_hyp_distance_km": r_km,
         "trace_sampling_rate_hz": p.sampling_rate_hz,
-        "trace_p_arrival_sample": p_sample,
-        "trace_p_status": "synthetic",
-        "trace_s_arrival_sample": s_sample,
-        "trace_s_status": "synthetic",
+        "trace_p_arrival_sample": p_written,
+        "trace_p_status": status,
+        "trace_s_arrival_sample": s_written,
+        "trace_s_status": status,
         "trace_start_time": _iso(start),
     }
 
