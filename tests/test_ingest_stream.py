@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import tracemalloc
 import zipfile
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 import scipy.io as sio
 
+from deepvs30 import ingest
 from deepvs30.config import section
 from deepvs30.errors import ConfigError
 from deepvs30.ingest import (
@@ -378,6 +380,46 @@ def test_peak_memory_does_not_grow_with_the_number_of_records(tmp_path: Path) ->
     assert [result[str(f)]["ingested"] for f in (small, large)] == [N_MEMORY, 4 * N_MEMORY]
     growth_mb = (result[str(large)]["peak_kb"] - result[str(small)]["peak_kb"]) / 1024
     assert growth_mb < extra_mb / 4, f"peak memory grew {growth_mb:.0f} MB for {extra_mb:.0f} MB"
+
+
+N_MERGE = 256  # records of the small run (a full SeisBench bucket); the large one has 3x
+
+
+def _merge_peak_mb(inputs: Path, out: Path, monkeypatch) -> tuple[IngestSummary, float]:
+    """An ingest (in this process), and the peak of Python allocations while its shards are
+    merged into the dataset (MB)."""
+    merge, peaks_mb = ingest.merge_and_write, []
+
+    def traced(*args, **kwargs) -> int:
+        tracemalloc.start()
+        try:
+            return merge(*args, **kwargs)
+        finally:
+            peaks_mb.append(tracemalloc.get_traced_memory()[1] / 1e6)
+            tracemalloc.stop()
+
+    monkeypatch.setattr(ingest, "merge_and_write", traced)
+    summary = ingest_paths([inputs], out, params=IngestParams(pick=False, shard_records=32))
+    return summary, peaks_mb[0]
+
+
+def test_merge_holds_nothing_per_record(tmp_path: Path, monkeypatch) -> None:
+    """What the merge needs across shards (dedupe keys, trace names, quarantine rows, the
+    metadata for metadata.csv) is on disk: 3x the records (a fifth of them duplicates),
+    the same peak of Python allocations. Holding each kept record's metadata as Python
+    objects costs ~3 kB a record: +1.5 MB here."""
+    source = write_mat(tmp_path / "source.mat", n_samples=1500)
+    peaks_mb = []
+    for n in (N_MERGE, 3 * N_MERGE):
+        inputs = tmp_path / f"in{n}"
+        inputs.mkdir()
+        _replicas(inputs / "a", source, n)
+        _replicas(inputs / "b", source, n // 4)  # the same names: duplicates of a/
+        summary, peak_mb = _merge_peak_mb(inputs, tmp_path / f"ds{n}", monkeypatch)
+        assert (summary.ingested, summary.quarantined) == (n, n // 4)
+        peaks_mb.append(peak_mb)
+    growth_mb = peaks_mb[1] - peaks_mb[0]
+    assert growth_mb < 0.5, f"peak grew {growth_mb:.2f} MB for {2 * N_MERGE} more records"
 
 
 def test_bench_slopes_are_megabytes_per_thousand_records() -> None:

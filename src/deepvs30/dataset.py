@@ -34,6 +34,7 @@ from deepvs30.errors import DatasetFormatError
 
 METADATA_FILE = "metadata.csv"
 WAVEFORMS_FILE = "waveforms.hdf5"
+METADATA_SPOOL_FILE = ".metadata.sqlite"  # while writing only
 COMPONENT_ORDER = "ZNE"
 DIMENSION_ORDER = "CW"
 WAVEFORM_UNIT = "m/s^2"
@@ -132,16 +133,19 @@ def write_dataset(
     """Write ``(metadata, waveform_mps2)`` pairs as a canonical dataset at ``out_dir``.
 
     ``waveform_mps2`` has shape (3, n_samples), components in ZNE order, in m/s².
-    The folder is replaced atomically; a failure leaves ``out_dir`` as it was.
+    The folder is replaced atomically; a failure leaves ``out_dir`` as it was. Memory does not
+    grow with the number of records: SeisBench's writer holds at most a bucket per record
+    length class, and the metadata is spooled to disk (:mod:`deepvs30.metadata_spool`).
     """
-    import seisbench.data as sbd  # heavy import, only where needed
+    from deepvs30.metadata_spool import SpooledWriter  # imports SeisBench: only where needed
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     n_written = 0
+    paths = (tmp_dir / METADATA_FILE, tmp_dir / WAVEFORMS_FILE, tmp_dir / METADATA_SPOOL_FILE)
     try:
-        with sbd.WaveformDataWriter(tmp_dir / METADATA_FILE, tmp_dir / WAVEFORMS_FILE) as writer:
+        with SpooledWriter(*paths) as writer:
             writer.data_format = {
                 "component_order": COMPONENT_ORDER,
                 "dimension_order": DIMENSION_ORDER,

@@ -18,12 +18,16 @@ its manifest exists. Shards live in the work folder ``<out>.partial/`` beside th
 ``ingest.workers`` processes read shards side by side (1: in this process; ``auto``: the usable
 cores, :mod:`deepvs30.threads`); an archive is opened and read by one worker, its shards in
 turn, while other workers read other archives or slices of the plain files. Then the steps that
-need every record, on metadata only and in input order: duplicates (same station, sensor and
-start time), stations with conflicting Vs30 labels, unique trace names. The dataset is written
-from the shards one record at a time and the work folder removed. No process holds more than
-one file group's waveforms (and, inside an archive, its member bytes) of its own; the writer
-(SeisBench) holds at most one bucket (256 records) per record length class, and the metadata
-of every record (a few kB each) is held to the end, as SeisBench writes it last.
+need every record, in input order: duplicates (same station, sensor and start time), stations
+with conflicting Vs30 labels, unique trace names. Their per-record state (the first record of
+each dedupe key, the uses of each trace name) is an SQLite index in the work folder, and the
+quarantine rows are appended to a file there as they come; what memory holds across records is
+per station (Vs30 labels). A first pass over the shards' manifests finds duplicates and
+labels, a second writes the dataset from the shards one record at a time; then the work folder
+is removed. No process holds more than one file group's waveforms (and, inside an archive, its
+member bytes) of its own, nor more than one shard's manifest; the writer holds at most one
+bucket (256 records) per record length class, its metadata spooled to disk
+(:mod:`deepvs30.metadata_spool`): peak memory does not grow with the number of records.
 
 Resume: the work folder records a fingerprint of the inputs (paths, sizes, modification times),
 of the station tables, of the parameters that change the output and of the code. A rerun (after
@@ -48,12 +52,13 @@ import multiprocessing
 import os
 import re
 import shutil
+import sqlite3
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -64,7 +69,7 @@ import pandas as pd
 import deepvs30
 from deepvs30 import progress, threads
 from deepvs30.config import section
-from deepvs30.dataset import REQUIRED_COLUMNS, make_names_unique, process_alive, write_dataset
+from deepvs30.dataset import REQUIRED_COLUMNS, process_alive, write_dataset
 from deepvs30.errors import ConfigError, DatasetFormatError, ReaderError
 from deepvs30.readers import (
     FORMATS,
@@ -92,6 +97,7 @@ QUARANTINE_FILE = "quarantine.csv"
 REASON_UNLABELLED = "no Vs30 label"
 PARTIAL_SUFFIX = ".partial"  # the work folder <out>.partial beside the output
 FINGERPRINT_FILE = "fingerprint.json"
+MERGE_INDEX_FILE = "merge.sqlite"  # in the work folder: the merge's per-record state
 WORK_FORMAT = 1  # layout of the work folder; a change makes old work folders start clean
 SensorChoice = Literal["surface", "borehole", "all"]
 Workers = int | Literal["auto"]
@@ -136,8 +142,7 @@ class IngestSummary:
     archives: int = 0  # archives read (their members are counted in input_files)
     input_items: int = 0  # records read + file groups that failed to read
     ingested: int = 0
-    quarantined: int = 0
-    quarantine: list[tuple[str, str]] = field(default_factory=list)
+    quarantined: int = 0  # rows of quarantine.csv (written as they come, not held)
     ingested_by_format: Counter = field(default_factory=Counter)
     quarantined_by_reason: Counter = field(default_factory=Counter)
     picks_by_status: Counter = field(default_factory=Counter)
@@ -436,29 +441,24 @@ def ingest_paths(
     out_dir = Path(out_dir)
     stations = stations if stations is not None else build_station_table(params, stations_csv)
     summary = IngestSummary(out_dir=out_dir)
-    quarantine = _quarantiner(summary)
     data_files, sidecars, missing = walk(paths)
     summary.sidecar_files = len(sidecars)
     summary.input_items += len(missing)
-    for path in missing:
-        quarantine(str(path), "no such file or folder")
 
     what = fingerprint(data_files + sidecars, missing, fmt, include_unlabelled, params, stations)
     work = WorkFolder.open(partial_dir(out_dir), what)
-    context = ShardContext(work.shards, work.fingerprint, params, include_unlabelled, stations)
-    shard_ids = read_shards(data_files, fmt, work, context, worker_count(params.workers))
-    summary.shards = len(shard_ids)
-    summary.shards_reused = len(work.reused & set(shard_ids))
-    accepted = _merge_shards(work, shard_ids, summary, quarantine)
-    accepted = _drop_conflicting_labels(accepted, summary, quarantine, params.vs30_tolerance_mps)
-    make_names_unique(accepted)
-    if accepted:
-        write_dataset(out_dir, _shard_waveforms(work, accepted), total=len(accepted))
-    else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    write_quarantine(out_dir / QUARANTINE_FILE, summary.quarantine)
+    with quarantine_file(work.root / QUARANTINE_FILE) as rows:
+        quarantine = _quarantiner(summary, rows)
+        for path in missing:
+            quarantine(str(path), "no such file or folder")
+        context = ShardContext(work.shards, work.fingerprint, params, include_unlabelled, stations)
+        shard_ids = read_shards(data_files, fmt, work, context, worker_count(params.workers))
+        summary.shards = len(shard_ids)
+        summary.shards_reused = len(work.reused & set(shard_ids))
+        n_written = merge_and_write(work, shard_ids, out_dir, summary, quarantine, params)
+    os.replace(work.root / QUARANTINE_FILE, out_dir / QUARANTINE_FILE)
     work.remove()
-    if not accepted:
+    if not n_written:
         raise DatasetFormatError(
             f"{out_dir}: no record could be ingested; {summary.quarantined} quarantined "
             f"(see {out_dir / QUARANTINE_FILE})"
@@ -480,9 +480,14 @@ def worker_count(workers: Workers) -> int:
     return max(1, int(workers))
 
 
-def _quarantiner(summary: IngestSummary) -> Callable[[str, str], None]:
+Quarantine = Callable[[str, str], None]  # (files, reason) of one quarantined item
+
+
+def _quarantiner(summary: IngestSummary, rows: Any) -> Quarantine:
+    """Quarantines an item: one row of ``rows`` (a csv writer), counted in ``summary``."""
+
     def quarantine(files: str, reason: str) -> None:
-        summary.quarantine.append((files, reason))
+        rows.writerow((files, reason))
         summary.quarantined += 1
         summary.quarantined_by_reason[_reason_class(reason)] += 1
 
@@ -493,36 +498,35 @@ def _station_key(meta: dict) -> str:
     return f"{meta['station_network_code']}.{meta['station_code']}"
 
 
-def _drop_conflicting_labels(
-    accepted: list[tuple[dict, Any]],
-    summary: IngestSummary,
-    quarantine,
-    tolerance_mps: float = 0.0,
-) -> list[tuple[dict, Any]]:
-    """Vs30 is one value per station: records of a station whose sources disagree by more than
-    ``tolerance_mps`` (e.g. the .mat file says 466 m/s, the AFAD station list 1024 m/s) are
-    quarantined, not guessed. Labels within the tolerance (363 vs 364 m/s) are kept as given.
-    Pairs are (metadata, anything): only the metadata is read."""
-    labels: dict[str, set[float]] = {}
-    for meta, _ in accepted:
+@dataclass
+class StationLabels:
+    """Vs30 is one value per station: the labels of each station over the kept records (blank
+    ones, --include-unlabelled, do not conflict) and its number of kept records. Sources that
+    disagree by more than the tolerance (e.g. the .mat file says 466 m/s, the AFAD station list
+    1024 m/s) make every record of the station quarantined, not guessed; labels within it
+    (363 vs 364 m/s) are kept as given."""
+
+    labels: dict[str, set[float]] = field(default_factory=dict)
+    records: Counter = field(default_factory=Counter)
+
+    def add(self, meta: dict) -> None:
+        station = _station_key(meta)
+        self.records[station] += 1
         vs30 = pd.to_numeric(meta["station_vs30_mps"], errors="coerce")
-        if pd.notna(vs30):  # blank labels (--include-unlabelled) do not conflict
-            labels.setdefault(_station_key(meta), set()).add(round(float(vs30), 1))
-    conflicting = {k: v for k, v in labels.items() if max(v) - min(v) > tolerance_mps + 1e-9}
-    kept = []
-    for meta, waveform in accepted:
-        key = _station_key(meta)
-        if key not in conflicting:
-            kept.append((meta, waveform))
-            continue
-        values = ", ".join(f"{v:g}" for v in sorted(conflicting[key]))
-        quarantine(
-            meta["trace_source_file"],
-            f"station {key} has conflicting Vs30 labels ({values} m/s); "
-            "give the right one with --stations",
-        )
-        _uncount(meta, summary)
-    return kept
+        if pd.notna(vs30):
+            self.labels.setdefault(station, set()).add(round(float(vs30), 1))
+
+    def conflicting(self, tolerance_mps: float = 0.0) -> dict[str, set[float]]:
+        """The stations whose labels differ by more than ``tolerance_mps``, with their labels."""
+        return {k: v for k, v in self.labels.items() if max(v) - min(v) > tolerance_mps + 1e-9}
+
+
+def _conflict_reason(station: str, labels: set[float]) -> str:
+    values = ", ".join(f"{v:g}" for v in sorted(labels))
+    return (
+        f"station {station} has conflicting Vs30 labels ({values} m/s); "
+        "give the right one with --stations"
+    )
 
 
 def _count_accepted(meta: dict, summary: IngestSummary) -> None:
@@ -571,11 +575,13 @@ def _reason_class(reason: str) -> str:
     return re.sub(r"\s+", " ", reason).strip(" :;")
 
 
-def write_quarantine(path: Path, rows: list[tuple[str, str]]) -> None:
+@contextmanager
+def quarantine_file(path: Path) -> Iterator[Any]:
+    """A csv writer of quarantine rows (``file``, ``reason``) into ``path``, header written."""
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["file", "reason"])
-        writer.writerows(rows)
+        yield writer
 
 
 def read_quarantine(path: str | Path) -> pd.DataFrame:
@@ -1035,18 +1041,87 @@ def _exit_with_parent(parent_pid: int, period_s: float = 0.5) -> None:
 # ---------------------------------------------------------------- merging shards
 
 
+class MergeIndex:
+    """What the merge knows of every record, on disk (SQLite, made anew by each merge) so that
+    memory does not grow with the number of records: the first record of each dedupe key
+    (the one kept) and the uses of each trace name."""
+
+    def __init__(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        self.db = sqlite3.connect(path)
+        self.db.executescript(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+            "CREATE TABLE first (key TEXT PRIMARY KEY, file TEXT, shard INTEGER, row INTEGER);"
+            "CREATE INDEX first_by_row ON first (shard, row);"
+            "CREATE TABLE names (name TEXT PRIMARY KEY, uses INTEGER);"
+        )
+
+    def first_file(self, key: str, file: str, shard: int, row: int) -> str | None:
+        """The file of the first record with ``key``; None if it is this one (now recorded)."""
+        found = self.db.execute("SELECT file FROM first WHERE key = ?", (key,)).fetchone()
+        if found is None:
+            self.db.execute("INSERT INTO first VALUES (?, ?, ?, ?)", (key, file, shard, row))
+            return None
+        return found[0]
+
+    def kept_rows(self, shard: int) -> list[int]:
+        """The rows of shard number ``shard`` that are the first of their key, in order."""
+        found = self.db.execute("SELECT row FROM first WHERE shard = ? ORDER BY row", (shard,))
+        return [row for (row,) in found]
+
+    def unique_name(self, name: str) -> str:
+        """``name`` at its first use, then ``name.2``, ``name.3``, ... (as
+        :func:`deepvs30.dataset.make_names_unique`)."""
+        (uses,) = self.db.execute(
+            "INSERT INTO names VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET uses = uses + 1 "
+            "RETURNING uses",
+            (name,),
+        ).fetchone()
+        return name if uses == 1 else f"{name}.{uses}"
+
+    def commit(self) -> None:
+        self.db.commit()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def merge_and_write(
+    work: WorkFolder,
+    shard_ids: Sequence[str],
+    out_dir: Path,
+    summary: IngestSummary,
+    quarantine: Quarantine,
+    params: IngestParams,
+) -> int:
+    """Merge the shards into the dataset at ``out_dir`` (only the folder if no record is
+    kept): a first pass finds duplicates and Vs30 labels, a second writes the kept records.
+    Returns the number written."""
+    with closing(MergeIndex(work.root / MERGE_INDEX_FILE)) as index:
+        labels = _merge_shards(work, shard_ids, summary, quarantine, index)
+        conflicting = labels.conflicting(params.vs30_tolerance_mps)
+        n_kept = summary.ingested - sum(labels.records[station] for station in conflicting)
+        records = _kept_records(work, shard_ids, index, conflicting, summary, quarantine)
+        if n_kept:
+            write_dataset(out_dir, records, total=n_kept)
+        else:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            list(records)  # yields nothing: quarantines the conflicting stations' records
+    return n_kept
+
+
 def _merge_shards(
     work: WorkFolder,
     shard_ids: Sequence[str],
     summary: IngestSummary,
-    quarantine: Callable[[str, str], None],
-) -> list[tuple[dict, tuple[str, int]]]:
-    """The shards' rows in input order: counts added up, quarantined rows passed on, the first
-    record of each (station, sensor, start time) kept and later ones quarantined as duplicates.
-    Returns ``(metadata, (shard id, row))`` of the kept records."""
-    seen: dict[tuple, str] = {}
-    accepted: list[tuple[dict, tuple[str, int]]] = []
-    for shard_id in shard_ids:
+    quarantine: Quarantine,
+    index: MergeIndex,
+) -> StationLabels:
+    """The first pass, over the shards in input order: counts added up, quarantined rows passed
+    on, the first record of each (station, sensor, start time) recorded in ``index`` as kept
+    and later ones quarantined as duplicates. Returns the kept records' Vs30 labels."""
+    labels = StationLabels()
+    for shard, shard_id in enumerate(shard_ids):
         manifest = work.manifest(shard_id)
         _add_counts(manifest["counts"], summary)
         rows = manifest["rows"]
@@ -1055,16 +1130,57 @@ def _merge_shards(
             if kind == "q":
                 quarantine(first, second)
                 continue
-            key, index = tuple(_untag(v) for v in first), n_rows
-            n_rows += 1
-            if key in seen:
-                quarantine(second, _duplicate_reason(seen[key]))
+            row, n_rows = n_rows, n_rows + 1
+            first_file = index.first_file(_key_text(first), second, shard, row)
+            if first_file is not None:
+                quarantine(second, _duplicate_reason(first_file))
                 continue
-            seen[key] = second
-            meta = _untagged_row(rows[index])
+            meta = _untagged_row(rows[row])
             _count_accepted(meta, summary)
-            accepted.append((meta, (shard_id, index)))
-    return accepted
+            labels.add(meta)
+        index.commit()
+    return labels
+
+
+def _key_text(key: list) -> str:
+    """A dedupe key (tagged values) as index text: equal keys, equal text (numbers compare
+    by value, as in a tuple)."""
+    values = [_untag(v) for v in key]
+    numbers = (int, float, np.number, np.bool_)
+    return json.dumps([float(v) if isinstance(v, numbers) else v for v in values])
+
+
+def _kept_records(
+    work: WorkFolder,
+    shard_ids: Sequence[str],
+    index: MergeIndex,
+    conflicting: dict[str, set[float]],
+    summary: IngestSummary,
+    quarantine: Quarantine,
+) -> Iterator[tuple[dict, np.ndarray]]:
+    """The second pass: ``(metadata, waveform)`` of the kept records, read back from the
+    shards one at a time in input order, trace names made unique; the records of stations
+    with conflicting labels quarantined instead (and taken out of the counts)."""
+    import h5py
+
+    for shard, shard_id in enumerate(shard_ids):
+        kept = index.kept_rows(shard)
+        if not kept:
+            continue
+        rows = work.manifest(shard_id)["rows"]
+        with h5py.File(work.waveforms(shard_id), "r") as h5:
+            for row in kept:
+                meta = _untagged_row(rows[row])
+                station = _station_key(meta)
+                if station in conflicting:
+                    quarantine(
+                        meta["trace_source_file"], _conflict_reason(station, conflicting[station])
+                    )
+                    _uncount(meta, summary)
+                    continue
+                meta["trace_name"] = index.unique_name(meta["trace_name"])
+                yield meta, h5[str(row)][()]
+        index.commit()
 
 
 def _add_counts(counts: dict[str, int], summary: IngestSummary) -> None:
@@ -1072,22 +1188,6 @@ def _add_counts(counts: dict[str, int], summary: IngestSummary) -> None:
     summary.sidecar_files += counts["sidecar_files"]
     summary.archives += counts["archives"]
     summary.input_items += counts["input_items"]
-
-
-def _shard_waveforms(
-    work: WorkFolder, accepted: Iterable[tuple[dict, tuple[str, int]]]
-) -> Iterator[tuple[dict, np.ndarray]]:
-    """``(metadata, waveform)`` pairs read back from the shards one record at a time."""
-    import h5py
-
-    with ExitStack() as stack:
-        open_id, h5 = None, None
-        for meta, (shard_id, index) in accepted:
-            if shard_id != open_id:
-                stack.close()
-                h5 = stack.enter_context(h5py.File(work.waveforms(shard_id), "r"))
-                open_id = shard_id
-            yield meta, h5[str(index)][()]
 
 
 # ---------------------------------------------------------------- CLI
