@@ -11,7 +11,7 @@ results.json, not across runs or machines. Sections:
 - ``training``: samples/s of our loop (``_train_epoch`` over ``WindowDataset`` on the memory
   map) against a bare torch loop over the same pre-materialised tensors and the same model;
 - ``inference``: records/s in batch, latency of one record (pyfunc ``predict_frame``,
-  ``deepvs30 predict``);
+  ``deepvs30 predict`` beside the imports every prediction needs);
 - ``tuning``: trials/hour with and without pruning (one in-process tune worker in a child);
 - ``workers``: training steps/s of 1, 2, ... local processes side by side (bench_workers);
 - ``scaling``: prepare and one training epoch at each size, with log-log exponents.
@@ -879,8 +879,15 @@ def bench_help_cli(setup: Setup) -> dict:
     return out
 
 
+# what every prediction imports, whatever is made lazy: the network (torch), the input frame
+# (pandas) and the shared preprocessing (scipy.signal)
+PREDICT_IMPORTS = "import torch, pandas, scipy.signal"
+
+
 def bench_predict_cli(setup: Setup) -> dict:
-    """Wall time of ``deepvs30 predict`` on one real AFAD record: what a user waits for."""
+    """Wall time of ``deepvs30 predict`` on one real AFAD record, what a user waits for: median
+    of 3 warm runs (after one unmeasured run that fills the file cache), beside the median time
+    of :data:`PREDICT_IMPORTS` alone, the part no lazy import removes."""
     if setup.realdata is None:
         return _skip(NO_REALDATA)
     work = setup.tmp / "predict"
@@ -890,12 +897,27 @@ def bench_predict_cli(setup: Setup) -> dict:
     args = ["--params", _params_path(setup), "predict", str(record)]
     args += ["--model", str(setup.tmp / "bundle"), "--out", str(work / "out.csv")]
     times = []
-    for _ in range(3):
+    for _ in range(4):
         seconds, done = _cli(args, work, 300)
         if done.returncode != 0:
             return {"error": f"deepvs30 predict failed: {done.stderr.strip()[-400:]}"}
         times.append(seconds)
-    return {"latency_s": statistics.median(times), "runs_s": [round(t, 2) for t in times]}
+    warm = times[1:]
+    return {
+        "latency_s": statistics.median(warm),
+        "runs_s": [round(t, 2) for t in warm],
+        "imports_s": _imports_seconds(work),
+    }
+
+
+def _imports_seconds(cwd: Path) -> float:
+    """Median wall time of ``python -c PREDICT_IMPORTS`` (interpreter start-up included)."""
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", PREDICT_IMPORTS], cwd=cwd, check=True, timeout=300)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def bench_tuning(setup: Setup) -> dict:
@@ -1000,6 +1022,7 @@ NOTES = {
     "epoch_time": "≈1",
     "prepare_peak_anon": "≈0",
     "epoch_peak_anon": "≈0",
+    "imports_s": PREDICT_IMPORTS,
 }
 # where a child step records its memory and CPU use (in_child): the note of its first row
 STEP_FIGURES = {"peak_rss_mb": "peak RSS {:g} MB", "peak_anon_mb": "peak anon {:g} MB",
