@@ -427,13 +427,14 @@ def ps_ablation(setup: Setup) -> pd.DataFrame:
 
 def synth_realism(setup: Setup) -> pd.DataFrame:
     """Zero-shot on the real records of corpora with and without each realism option."""
-    from deepvs30.realbench import ARMS, arm_features, predict_part, ridge_model, score
+    from deepvs30.realbench import ARMS, RealParams, arm_features, predict_part, ridge_model, score
 
     real = derive_split(real_corpus(setup), setup.work / "prepared" / "real_all_test",
                         lambda r: pd.Series("test", index=r.index))  # fmt: skip
     stations, events = setup.realism_size
     sized = replace(setup, stations=stations, events=events)
-    hv_features = arm_features(ARMS["hv_curve"], setup.features, hv_bins=24)
+    hv_bins = section(setup.params, "real", RealParams).hv_bins  # the real benchmark's curve
+    hv_features = arm_features(ARMS["hv_curve"], setup.features, hv_bins)
     rows = []
     for variant, options in setup.realism.items():
         corpus = synth_corpus(sized, seed=1, physics=options)
