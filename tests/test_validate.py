@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -208,6 +210,40 @@ def test_good_dataset_passes_and_writes_report(tmp_path: Path, params: ValidateP
     assert np.allclose(stats["trace_duration_s"], 60.0)
     assert (report_dir / "data_docs" / "index.html").is_file()
     assert not list((tmp_path / "reports").glob(".validation.tmp-*"))
+
+
+def _dead_owner() -> str:
+    """``pid@host`` of a process that has ended."""
+    import socket
+    import subprocess
+    import sys
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    return f"{ended.pid}@{socket.gethostname()}"
+
+
+def test_writers_remove_the_staging_folders_of_killed_runs(
+    tmp_path: Path, params: ValidateParams
+) -> None:
+    """A SIGKILL runs no clean-up: the next run's writer sweeps what the killed one staged
+    (and leaves a live process's, or another host's, alone)."""
+    dead, live = _dead_owner(), f"{os.getpid()}@{socket.gethostname()}"
+    staged = {name: tmp_path / f".{name}.tmp-{dead}-x1" for name in ("data", "report")}
+    others = [
+        tmp_path / f".data.tmp-{live}-x2",
+        tmp_path / f".report.tmp-{dead.split('@')[0]}@elsewhere-x3",
+    ]
+    for folder in [*staged.values(), *others]:
+        (folder / "half").mkdir(parents=True)
+
+    data = write_dataset(tmp_path / "data", good_records(), bucket_size=4)
+    assert not staged["data"].exists() and staged["report"].exists()
+    validate_dataset(data, params, tmp_path / "report")
+
+    assert not staged["report"].exists()
+    assert all(folder.is_dir() for folder in others)
+    assert (tmp_path / "report" / "summary.json").is_file()
 
 
 @pytest.mark.parametrize("defect", sorted(DEFECTS))

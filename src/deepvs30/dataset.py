@@ -140,8 +140,7 @@ def write_dataset(
     from deepvs30.metadata_spool import SpooledWriter  # imports SeisBench: only where needed
 
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp_dir = staging_dir(out_dir)  # and those of killed writers removed
     n_written = 0
     paths = (tmp_dir / METADATA_FILE, tmp_dir / WAVEFORMS_FILE, tmp_dir / METADATA_SPOOL_FILE)
     try:

@@ -94,14 +94,13 @@ def write_report(
     """Write the report of ``result`` (from ``predict_paths(..., keep_inputs=True)``) to
     ``out_dir``; ``bundles`` maps each value of the records' ``model`` column to its bundle.
     Replaces ``out_dir`` atomically; returns it."""
-    from deepvs30.dataset import replace_dir
+    from deepvs30.dataset import replace_dir, staging_dir
     from deepvs30.hvsr import HvParams
 
     if result.inputs is None:
         raise ValueError("the report needs the inputs: predict_paths(..., keep_inputs=True)")
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp_dir = staging_dir(out_dir)  # and those of killed runs removed
     try:
         views = station_views(result, bundles, hv or HvParams())
         _write_all(result, views, hv or HvParams(), tmp_dir)

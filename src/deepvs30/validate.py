@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from deepvs30.dataset import (
     CanonicalDataset,
     record_ids,
     replace_dir,
+    staging_dir,
     station_key,
 )
 from deepvs30.errors import ValidationFailed
@@ -425,8 +425,7 @@ def validate_dataset(
         outcomes, failures = validate_frame(frame, params)
         return _report(path, frame, outcomes, failures, stats, start_s)
     report_dir = Path(report_dir)
-    report_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{report_dir.name}.tmp-", dir=report_dir.parent))
+    tmp_dir = staging_dir(report_dir)  # and those of killed runs removed
     try:
         docs_dir = tmp_dir / DOCS_DIR if params.data_docs else None
         outcomes, failures = validate_frame(frame, params, docs_dir)
