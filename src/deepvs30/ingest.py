@@ -57,9 +57,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import asdict, dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,6 +72,7 @@ from deepvs30 import progress, threads
 from deepvs30.config import section
 from deepvs30.dataset import REQUIRED_COLUMNS, process_alive, write_dataset
 from deepvs30.errors import ConfigError, DatasetFormatError, ReaderError
+from deepvs30.file_spool import ARCHIVE, DATA, LISTING_FILE, SIDECAR, FileListing, slices
 from deepvs30.readers import (
     FORMATS,
     FileGroup,
@@ -441,21 +443,26 @@ def ingest_paths(
     out_dir = Path(out_dir)
     stations = stations if stations is not None else build_station_table(params, stations_csv)
     summary = IngestSummary(out_dir=out_dir)
-    data_files, sidecars, missing = walk(paths)
-    summary.sidecar_files = len(sidecars)
-    summary.input_items += len(missing)
-
-    what = fingerprint(data_files + sidecars, missing, fmt, include_unlabelled, params, stations)
-    work = WorkFolder.open(partial_dir(out_dir), what)
-    with quarantine_file(work.root / QUARANTINE_FILE) as rows:
-        quarantine = _quarantiner(summary, rows)
-        for path in missing:
-            quarantine(str(path), "no such file or folder")
-        context = ShardContext(work.shards, work.fingerprint, params, include_unlabelled, stations)
-        shard_ids = read_shards(data_files, fmt, work, context, worker_count(params.workers))
-        summary.shards = len(shard_ids)
-        summary.shards_reused = len(work.reused & set(shard_ids))
-        n_written = merge_and_write(work, shard_ids, out_dir, summary, quarantine, params)
+    root = partial_dir(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    with closing(FileListing(root / LISTING_FILE)) as listing:
+        missing = listing.walk(paths)
+        summary.sidecar_files = listing.count(SIDECAR)
+        summary.input_items += len(missing)
+        files = listing.paths(DATA, ARCHIVE, SIDECAR)
+        what = fingerprint(files, missing, fmt, include_unlabelled, params, stations)
+        work = WorkFolder.open(root, what)
+        with quarantine_file(work.root / QUARANTINE_FILE) as rows:
+            quarantine = _quarantiner(summary, rows)
+            for path in missing:
+                quarantine(str(path), "no such file or folder")
+            context = ShardContext(
+                work.shards, work.fingerprint, params, include_unlabelled, stations
+            )
+            shard_ids = read_shards(listing, fmt, work, context, worker_count(params.workers))
+            summary.shards = len(shard_ids)
+            summary.shards_reused = len(work.reused & set(shard_ids))
+            n_written = merge_and_write(work, shard_ids, out_dir, summary, quarantine, params)
     os.replace(work.root / QUARANTINE_FILE, out_dir / QUARANTINE_FILE)
     work.remove()
     if not n_written:
@@ -598,7 +605,7 @@ def partial_dir(out_dir: str | Path) -> Path:
 
 
 def fingerprint(
-    files: Sequence[Path],
+    files: Iterable[str | Path],
     missing: Sequence[Path],
     fmt: str,
     include_unlabelled: bool,
@@ -607,17 +614,20 @@ def fingerprint(
 ) -> dict:
     """What the output depends on: every input file (path, size, modification time), the
     station tables' content, the parameters (``workers`` excepted: it changes nothing) and the
-    code (a reader fixed since the interrupted run must not leave its old rows behind)."""
+    code (a reader fixed since the interrupted run must not leave its old rows behind).
+    ``files`` in walk order (sorted as paths), taken one at a time."""
     inputs = hashlib.sha256()
-    for path in sorted(files):
-        stat = path.stat()
+    n_files = 0
+    for path in files:
+        n_files += 1
+        stat = os.stat(path)
         inputs.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     settings = {k: v for k, v in asdict(params).items() if k != "workers"}
     return {
         "work_format": WORK_FORMAT,
         "deepvs30": deepvs30.__version__,
         "code_sha256": _code_digest(),
-        "input_files": len(files),
+        "input_files": n_files,
         "inputs_sha256": inputs.hexdigest(),
         "missing": [str(p) for p in missing],
         "format": fmt,
@@ -670,11 +680,12 @@ class WorkFolder:
                 "ingest: resuming from %s: %d finished shard(s) reused", root, len(work.reused)
             )
             return work
-        if root.exists():
+        stale = [p for p in root.iterdir() if p.name != LISTING_FILE] if root.exists() else []
+        if stale:
             log.warning(
                 "ingest: %s is from a run with other inputs or parameters: starting clean", root
             )
-            shutil.rmtree(root)
+            _remove_all(stale)
         work.shards.mkdir(parents=True)
         _write_json_atomic(root / FINGERPRINT_FILE, {**description, "sha256": work.fingerprint})
         return work
@@ -727,6 +738,14 @@ class WorkFolder:
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _remove_all(paths: Iterable[Path]) -> None:
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def _write_json_atomic(path: Path, payload: dict) -> None:
@@ -795,6 +814,29 @@ def shard_tasks(source: int, batch: Batch, shard_records: int) -> list[ShardTask
         )
         for k in range(n_chunks)
     ]
+
+
+def plain_shard_tasks(listing: FileListing, shard_records: int) -> Iterator[ShardTask]:
+    """The classified plain files of ``listing`` in slices of ``shard_records``: first the
+    rejected files (quarantined in walk order, as :func:`shard_tasks` puts them first), then
+    the file groups; at least one slice. Made one at a time, from disk."""
+    n_rejected, n_groups = listing.n_rejected(), listing.n_groups()
+    n_chunks = max(1, math.ceil(n_rejected / shard_records) + math.ceil(n_groups / shard_records))
+    counts = {"input_files": listing.count(DATA), "sidecar_files": 0, "archives": 0}
+    items = chain(
+        (((), tuple(rejected)) for rejected in slices(listing.rejected(), shard_records)),
+        ((tuple(groups), ()) for groups in slices(listing.groups(), shard_records)),
+    )
+    chunk = -1
+    for chunk, (groups, rejected) in enumerate(items):
+        yield ShardTask(0, chunk, n_chunks, groups, rejected, None, _counts(counts, chunk))
+    if chunk < 0:
+        yield ShardTask(0, 0, 1, (), (), None, counts)
+
+
+def _counts(counts: dict[str, int], chunk: int) -> dict[str, int]:
+    """A source's file counts go with its first shard."""
+    return counts if chunk == 0 else dict.fromkeys(counts, 0)
 
 
 def write_shard(
@@ -892,37 +934,64 @@ def _untagged_row(row: dict) -> dict:
 
 
 def read_shards(
-    data_files: Sequence[Path],
+    listing: FileListing,
     fmt: str,
     work: WorkFolder,
     context: ShardContext,
     n_workers: int = 1,
 ) -> list[str]:
     """Write every unfinished shard; the ids of all shards, in input order. The plain files are
-    grouped here and read in slices; each archive is one task, opened and read by one worker
-    (archives are read side by side, the slices of one archive one after another)."""
-    archives = [p for p in data_files if is_archive(p)]
+    classified and grouped in ``listing`` (on disk) and read in slices; each archive is one
+    task, opened and read by one worker (archives are read side by side, the slices of one
+    archive one after another). Tasks are made as workers take them, a few ahead."""
     bar = progress.bar(desc="ingest", unit="rec")
+    if work.finished_source(0) is None:
+        listing.classify(fmt)  # before the archives are read: no worker waits for it later
     with _executor(context, n_workers, bar) as pool:
-        futures = []
-        # the largest archives first, so that none is left alone at the end (order of reading
-        # only: the shards are merged in input order)
-        todo = [
-            ArchiveTask(source, archive, fmt)
-            for source, archive in enumerate(archives, start=1)
-            if work.finished_source(source) is None
-        ]
-        for task in sorted(todo, key=lambda t: -t.archive.stat().st_size):
-            futures.append(pool.submit(_run_archive, task))
-        if work.finished_source(0) is None:
-            tasks = shard_tasks(0, plain_batch(data_files, fmt), context.params.shard_records)
-            futures += [pool.submit(_run_shard, t) for t in tasks if not work.finished(t.shard_id)]
+        calls = chain(
+            _archive_calls(listing, fmt, work), _plain_calls(listing, work, context.params)
+        )
+        _run_all(pool, calls, window=2 * n_workers)
         if not bar.disable:  # reading every reused manifest costs time: only for a bar
             bar.update(sum(work.manifest(i)["n_groups"] for i in work.reused))
-        for future in futures:
-            future.result()  # a worker's error is raised here
     bar.close()
-    return work.shard_ids(len(archives) + 1)
+    return work.shard_ids(listing.count(ARCHIVE) + 1)
+
+
+TaskCall = tuple[Callable[[Any], int], Any]  # a task function and its task
+
+
+def _archive_calls(listing: FileListing, fmt: str, work: WorkFolder) -> Iterator[TaskCall]:
+    """The unfinished archives, the largest first, so that none is left alone at the end
+    (order of reading only: the shards are merged in input order)."""
+    for source, archive in listing.archives_largest_first():
+        if work.finished_source(source) is None:
+            yield _run_archive, ArchiveTask(source, Path(archive), fmt)
+
+
+def _plain_calls(
+    listing: FileListing, work: WorkFolder, params: IngestParams
+) -> Iterator[TaskCall]:
+    """The unfinished shards of the plain files (classified already unless all are finished)."""
+    if work.finished_source(0) is not None:
+        return
+    for task in plain_shard_tasks(listing, params.shard_records):
+        if not work.finished(task.shard_id):
+            yield _run_shard, task
+
+
+def _run_all(pool: Executor, calls: Iterable[TaskCall], window: int) -> None:
+    """Submit ``calls`` with at most ``window`` unfinished at a time (a queued task holds its
+    file groups); a worker's error is raised here."""
+    pending: set[Future] = set()
+    for fn, task in calls:
+        if len(pending) >= window:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                future.result()
+        pending.add(pool.submit(fn, task))
+    for future in wait(pending).done:
+        future.result()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ Every failure is a :class:`deepvs30.errors.ReaderError`; readers never raise any
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -32,6 +32,7 @@ __all__ = [
     "archives",
     "RawRecord",
     "ReaderError",
+    "classify_files",
     "detect_format",
     "group_archive",
     "group_files",
@@ -109,7 +110,12 @@ def _head(path: Source) -> bytes:
 
 
 def is_sidecar(path: Source) -> bool:
-    return path.name.lower().endswith(SIDECAR_SUFFIXES) or path.name.startswith(".")
+    return is_sidecar_name(path.name)
+
+
+def is_sidecar_name(name: str) -> bool:
+    """:func:`is_sidecar` of a file name."""
+    return name.lower().endswith(SIDECAR_SUFFIXES) or name.startswith(".")
 
 
 def _looked_up(path: Source) -> bool:
@@ -135,6 +141,23 @@ def group_files(
     """Group component files into records. Returns (groups, files that could not be classified)."""
     _check_format(fmt)
     return _grouped([(path, _classified(path, fmt)) for path in map(Path, paths)])
+
+
+Classified = tuple[Path, "str | ReaderError", "str | None"]  # (file, format or error, group key)
+
+
+def classify_files(paths: Iterable[str | Path], fmt: str = "auto") -> Iterator[Classified]:
+    """The first step of :func:`group_files`, one file at a time: ``(path, format name or the
+    ReaderError that says why none, group key or None)``; files of one format with the same
+    key make one group."""
+    _check_format(fmt)
+    return (_with_key(path, _classified(path, fmt)) for path in map(Path, paths))
+
+
+def _with_key(path: Path, name: str | ReaderError) -> Classified:
+    if isinstance(name, ReaderError):
+        return path, name, None
+    return path, name, FORMATS[name].group_key(path)
 
 
 def group_archive(
