@@ -172,3 +172,36 @@ def test_the_device_reported_is_where_the_training_steps_run(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert bench._meta(False, TrainParams(device="auto"))["device"] == "cuda"
     assert bench._meta(False, TrainParams(device="cpu"))["device"] == "cpu"
+
+
+def test_scaling_only_adds_sizes_to_an_earlier_run(quick_results, tmp_path):
+    """`--scaling-only N`: the archive-size prepare rerun alone, merged into the earlier
+    results (the other sections untouched, the prepare section from the largest size)."""
+    (tmp_path / bench.RESULTS_JSON).write_text(json.dumps(quick_results))
+    code = main(
+        ["--params", str(REPO / "params.yaml"), "bench", "--quick", "--out", str(tmp_path),
+         "--tmp-dir", str(tmp_path), "--scaling-only", "240", "100"]
+    )  # fmt: skip
+    assert code == 0
+    got = json.loads((tmp_path / bench.RESULTS_JSON).read_text())
+    scaling = got["scaling"]
+    assert scaling["records"] == [60, 100, 180, 240]
+    assert [p["records"] for p in scaling["prepare"]] == scaling["records"]
+    assert scaling["prepare"][2] == quick_results["scaling"]["prepare"][1]  # 180: kept
+    assert got["prepare"]["records"] == 240
+    assert set(got["prepare"]["records_per_s_by_size"]) == {"60", "100", "180", "240"}
+    assert math.isfinite(scaling["exponents"]["prepare_time"])
+    assert got["scaling_run"]["sizes"] == [100, 240]
+    assert got["scaling_run"]["command"] == "deepvs30 bench --scaling-only 100 240"
+    assert {k: got[k] for k in ("training", "inference", "ingest")} == {
+        k: quick_results[k] for k in ("training", "inference", "ingest")
+    }
+    assert not list(tmp_path.glob("deepvs30-bench-*")), "temporary folder left behind"
+
+
+def test_scaling_only_needs_an_earlier_run(tmp_path):
+    code = main(
+        ["--params", str(REPO / "params.yaml"), "bench", "--quick", "--out", str(tmp_path),
+         "--tmp-dir", str(tmp_path), "--scaling-only", "100"]
+    )  # fmt: skip
+    assert code != 0

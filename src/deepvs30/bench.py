@@ -1268,15 +1268,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only the archive-size ingest (at these record counts, default "
              "bench.ingest_scale_records), into the existing results.json",
     )  # fmt: skip
+    parser.add_argument(
+        "--scaling-only", nargs="+", type=int, metavar="N",
+        help="only build, prepare and one epoch at these record counts, added to the scaling "
+             "sizes of the existing results.json (exponents and prepare section recomputed)",
+    )  # fmt: skip
+
+
+def _earlier_results(out_dir: Path, what: str) -> dict:
+    path = out_dir / RESULTS_JSON
+    if not path.is_file():
+        raise ConfigError(f"{path}: no results of a full bench to add the {what} to")
+    return json.loads(path.read_text())
 
 
 def ingest_scale_only(setup: Setup, out_dir: Path, sizes: list[int]) -> int:
     """Rerun the archive-size ingest alone (the bench's longest step) into the results.json
     of an earlier full run, its own commit and load average beside it."""
-    path = out_dir / RESULTS_JSON
-    if not path.is_file():
-        raise ConfigError(f"{path}: no results of a full bench to add the ingest scale to")
-    results = json.loads(path.read_text())
+    results = _earlier_results(out_dir, "ingest scale")
     if sizes:
         setup = dataclasses.replace(
             setup, bench=dataclasses.replace(setup.bench, ingest_scale_records=sizes)
@@ -1307,6 +1316,48 @@ def load_setup_params(params: dict, quick: bool) -> BenchParams:
     return bench.quick_mode() if quick else bench
 
 
+def measured_scaling(scaling: dict) -> dict[int, dict]:
+    """The per-size steps of a results.json ``scaling`` section, keyed by record count (as
+    :func:`bench_scaling` fills them)."""
+    steps = zip(
+        scaling["records"], scaling["build_dataset"], scaling["prepare"], scaling["epoch"],
+        strict=True,
+    )  # fmt: skip
+    return {
+        n: {"records": n, "build_dataset": build, "prepare": prepare, "epoch": epoch}
+        for n, build, prepare, epoch in steps
+    }
+
+
+def scaling_only(setup: Setup, out_dir: Path, sizes: list[int]) -> int:
+    """Measure the scaling steps at ``sizes`` (archive-size prepare: the bench's second
+    longest step) and add them to the sizes of an earlier full run's results.json, its own
+    commit and load average beside them (``scaling_run``); sizes measured before and asked
+    again are measured anew."""
+    results = _earlier_results(out_dir, "scaling sizes")
+    done = {n: m for n, m in measured_scaling(results["scaling"]).items() if n not in sizes}
+    t0, meta = time.perf_counter(), _meta(False, setup.train)
+    results["scaling_run"] = {
+        **{k: meta[k] for k in ("started", "git_commit", "load_average_start")},
+        "command": f"deepvs30 bench --scaling-only {' '.join(map(str, sorted(sizes)))}",
+        "sizes": sorted(sizes),
+    }
+
+    def write() -> None:
+        results["scaling_run"]["total_s"] = round(time.perf_counter() - t0, 1)
+        results["scaling_run"]["load_average_end"] = _load_average()
+        write_results(results, out_dir)
+
+    # the generator's records are the base that every size replicates
+    in_child(step_synth, synth_params=_synth_params(setup), out=str(setup.tmp / "base"))
+    scaling = _guarded(results, "scaling", lambda: bench_scaling(setup, sizes, done), write)
+    if "error" in scaling:
+        return 1
+    prepare = _guarded(results, "prepare", lambda: prepare_section(scaling), write)
+    print(json.dumps({"scaling": scaling, "prepare": prepare}, indent=1, default=_json_default))
+    return 1 if "error" in prepare else 0
+
+
 def run(args: argparse.Namespace, params: dict) -> int:
     bench = load_setup_params(params, args.quick)
     out_dir = Path(args.out or bench.out)
@@ -1324,6 +1375,8 @@ def run(args: argparse.Namespace, params: dict) -> int:
         )
         if args.ingest_scale_only is not None:
             return ingest_scale_only(setup, out_dir, args.ingest_scale_only)
+        if args.scaling_only:
+            return scaling_only(setup, out_dir, args.scaling_only)
         results = run_bench(setup, out_dir, args.quick)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
