@@ -205,3 +205,26 @@ def test_scaling_only_needs_an_earlier_run(tmp_path):
          "--tmp-dir", str(tmp_path), "--scaling-only", "100"]
     )  # fmt: skip
     assert code != 0
+
+
+@pytest.mark.realdata
+def test_cli_only_remeasures_the_command_line_latencies(quick_results, tmp_path):
+    """`--cli-only`: predict on one real file and --help timed again with a fresh bundle, the
+    import floor beside them; the other sections untouched."""
+    (tmp_path / bench.RESULTS_JSON).write_text(json.dumps(quick_results))
+    code = main(
+        ["--params", str(REPO / "params.yaml"), "bench", "--quick", "--out", str(tmp_path),
+         "--tmp-dir", str(tmp_path), "--cli-only"]
+    )  # fmt: skip
+    assert code == 0
+    got = json.loads((tmp_path / bench.RESULTS_JSON).read_text())
+    inference, before = got["inference"], quick_results["inference"]
+    cli = inference["predict_cli"]
+    assert len(cli["runs_s"]) == 3  # warm runs: the first, unmeasured, fills the file cache
+    assert min(cli["runs_s"]) - 0.01 <= cli["latency_s"] <= max(cli["runs_s"]) + 0.01
+    assert 0 < cli["imports_s"] < cli["latency_s"]  # the floor is part of every call
+    assert inference["help_cli"]["help_s"] > 0
+    assert inference["cli_run"]["command"] == "deepvs30 bench --cli-only"
+    for key in set(before) - {"predict_cli", "help_cli"}:
+        assert inference[key] == before[key], key
+    assert got["training"] == quick_results["training"]

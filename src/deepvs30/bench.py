@@ -1273,6 +1273,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only build, prepare and one epoch at these record counts, added to the scaling "
              "sizes of the existing results.json (exponents and prepare section recomputed)",
     )  # fmt: skip
+    parser.add_argument(
+        "--cli-only", action="store_true",
+        help="only the command-line latencies (predict on one file, --help), into the "
+             "existing results.json",
+    )  # fmt: skip
 
 
 def _earlier_results(out_dir: Path, what: str) -> dict:
@@ -1280,6 +1285,24 @@ def _earlier_results(out_dir: Path, what: str) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: no results of a full bench to add the {what} to")
     return json.loads(path.read_text())
+
+
+def _rerun_writer(
+    results: dict, run: dict, command: str, train: TrainParams, out_dir: Path
+) -> Callable[[], None]:
+    """Fill ``run`` (a dict inside ``results``) with this partial rerun's commit, command and
+    load average; the writer of ``results`` that adds its total time and closing load."""
+    t0, meta = time.perf_counter(), _meta(False, train)
+    run.clear()
+    run.update({k: meta[k] for k in ("started", "git_commit", "load_average_start")})
+    run["command"] = command
+
+    def write() -> None:
+        run["total_s"] = round(time.perf_counter() - t0, 1)
+        run["load_average_end"] = _load_average()
+        write_results(results, out_dir)
+
+    return write
 
 
 def ingest_scale_only(setup: Setup, out_dir: Path, sizes: list[int]) -> int:
@@ -1290,18 +1313,10 @@ def ingest_scale_only(setup: Setup, out_dir: Path, sizes: list[int]) -> int:
         setup = dataclasses.replace(
             setup, bench=dataclasses.replace(setup.bench, ingest_scale_records=sizes)
         )
-    t0, meta = time.perf_counter(), _meta(False, setup.train)
     sizes_text = " ".join(map(str, sorted(setup.bench.ingest_scale_records)))
-    results.setdefault("ingest", {})["scale_run"] = {
-        **{k: meta[k] for k in ("started", "git_commit", "load_average_start")},
-        "command": f"deepvs30 bench --ingest-scale-only {sizes_text}",
-    }
-
-    def write() -> None:
-        results["ingest"]["scale_run"]["total_s"] = round(time.perf_counter() - t0, 1)
-        results["ingest"]["scale_run"]["load_average_end"] = _load_average()
-        write_results(results, out_dir)
-
+    run = results.setdefault("ingest", {}).setdefault("scale_run", {})
+    command = f"deepvs30 bench --ingest-scale-only {sizes_text}"
+    write = _rerun_writer(results, run, command, setup.train, out_dir)
     section = run_ingest_scale(setup, results, write)
     print(json.dumps(section, indent=1, default=_json_default))
     return 1 if "error" in section else 0
@@ -1336,18 +1351,10 @@ def scaling_only(setup: Setup, out_dir: Path, sizes: list[int]) -> int:
     again are measured anew."""
     results = _earlier_results(out_dir, "scaling sizes")
     done = {n: m for n, m in measured_scaling(results["scaling"]).items() if n not in sizes}
-    t0, meta = time.perf_counter(), _meta(False, setup.train)
-    results["scaling_run"] = {
-        **{k: meta[k] for k in ("started", "git_commit", "load_average_start")},
-        "command": f"deepvs30 bench --scaling-only {' '.join(map(str, sorted(sizes)))}",
-        "sizes": sorted(sizes),
-    }
-
-    def write() -> None:
-        results["scaling_run"]["total_s"] = round(time.perf_counter() - t0, 1)
-        results["scaling_run"]["load_average_end"] = _load_average()
-        write_results(results, out_dir)
-
+    run = results.setdefault("scaling_run", {})
+    command = f"deepvs30 bench --scaling-only {' '.join(map(str, sorted(sizes)))}"
+    write = _rerun_writer(results, run, command, setup.train, out_dir)
+    run["sizes"] = sorted(sizes)
     # the generator's records are the base that every size replicates
     in_child(step_synth, synth_params=_synth_params(setup), out=str(setup.tmp / "base"))
     scaling = _guarded(results, "scaling", lambda: bench_scaling(setup, sizes, done), write)
@@ -1356,6 +1363,31 @@ def scaling_only(setup: Setup, out_dir: Path, sizes: list[int]) -> int:
     prepare = _guarded(results, "prepare", lambda: prepare_section(scaling), write)
     print(json.dumps({"scaling": scaling, "prepare": prepare}, indent=1, default=_json_default))
     return 1 if "error" in prepare else 0
+
+
+def cli_only(setup: Setup, out_dir: Path) -> int:
+    """Remeasure the command-line latencies (``inference.predict_cli`` and ``help_cli``) into
+    an earlier run's results.json, with a bundle trained as the training section trains it
+    (on the smallest scaling size); commit and load average in ``inference.cli_run``."""
+    from deepvs30.prepare import PrepareParams
+
+    results = _earlier_results(out_dir, "CLI latencies")
+    inference = results.setdefault("inference", {})
+    run = inference.setdefault("cli_run", {})
+    write = _rerun_writer(results, run, "deepvs30 bench --cli-only", setup.train, out_dir)
+    n, base = min(setup.bench.scaling_records), str(setup.tmp / "base")
+    data, prepared = setup.tmp / f"data_{n}", setup.tmp / f"prepared_{n}"
+    in_child(step_synth, synth_params=_synth_params(setup), out=base)
+    in_child(step_build_dataset, base=base, out=str(data), n=n)
+    prep = section(setup.params, "prepare", PrepareParams)
+    in_child(step_prepare, data=str(data), out=str(prepared), prepare_params=prep)
+    bench_training(setup, prepared)  # writes the bundle the predict command loads
+    inference["predict_cli"] = bench_predict_cli(setup)
+    inference["help_cli"] = bench_help_cli(setup)
+    write()
+    got = {k: inference[k] for k in ("predict_cli", "help_cli")}
+    print(json.dumps(got, indent=1, default=_json_default))
+    return 1 if any("error" in v for v in got.values()) else 0
 
 
 def run(args: argparse.Namespace, params: dict) -> int:
@@ -1377,6 +1409,8 @@ def run(args: argparse.Namespace, params: dict) -> int:
             return ingest_scale_only(setup, out_dir, args.ingest_scale_only)
         if args.scaling_only:
             return scaling_only(setup, out_dir, args.scaling_only)
+        if args.cli_only:
+            return cli_only(setup, out_dir)
         results = run_bench(setup, out_dir, args.quick)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
