@@ -222,7 +222,8 @@ def test_cli_only_remeasures_the_command_line_latencies(quick_results, tmp_path)
     cli = inference["predict_cli"]
     assert len(cli["runs_s"]) == 3  # warm runs: the first, unmeasured, fills the file cache
     assert min(cli["runs_s"]) - 0.01 <= cli["latency_s"] <= max(cli["runs_s"]) + 0.01
-    assert 0 < cli["imports_s"] < cli["latency_s"]  # the floor is part of every call
+    assert math.isfinite(cli["imports_s"]) and cli["imports_s"] > 0  # no timing comparison:
+    # the floor and the call are medians of separate runs, either may be the slower under load
     assert inference["help_cli"]["help_s"] > 0
     assert inference["cli_run"]["command"] == "deepvs30 bench --cli-only"
     for key in set(before) - {"predict_cli", "help_cli"}:
