@@ -728,14 +728,21 @@ def _synth_params(setup: Setup) -> Any:
     )
 
 
-def _scale_one(setup: Setup, prep: Any, n: int, keep: bool) -> dict:
-    """Build ``n`` replicated records, prepare them, train one epoch: three child steps."""
+def _build_and_prepare(setup: Setup, prep: Any, n: int) -> tuple[Path, dict, dict]:
+    """``n`` records replicated from the base and prepared, two child steps: the prepared
+    folder and each step's figures (the raw dataset is removed)."""
     data, prepared = setup.tmp / f"data_{n}", setup.tmp / f"prepared_{n}"
-    log.info("bench: scaling at %d records", n)
     base = str(setup.tmp / "base")
     build = in_child(step_build_dataset, base=base, out=str(data), n=n)
     prepare = in_child(step_prepare, data=str(data), out=str(prepared), prepare_params=prep)
     shutil.rmtree(data, ignore_errors=True)
+    return prepared, build, prepare
+
+
+def _scale_one(setup: Setup, prep: Any, n: int, keep: bool) -> dict:
+    """Build ``n`` replicated records, prepare them, train one epoch: three child steps."""
+    log.info("bench: scaling at %d records", n)
+    prepared, build, prepare = _build_and_prepare(setup, prep, n)
     epoch = in_child(
         step_epoch,
         prepared=str(prepared),
@@ -1375,12 +1382,9 @@ def cli_only(setup: Setup, out_dir: Path) -> int:
     inference = results.setdefault("inference", {})
     run = inference.setdefault("cli_run", {})
     write = _rerun_writer(results, run, "deepvs30 bench --cli-only", setup.train, out_dir)
-    n, base = min(setup.bench.scaling_records), str(setup.tmp / "base")
-    data, prepared = setup.tmp / f"data_{n}", setup.tmp / f"prepared_{n}"
-    in_child(step_synth, synth_params=_synth_params(setup), out=base)
-    in_child(step_build_dataset, base=base, out=str(data), n=n)
+    in_child(step_synth, synth_params=_synth_params(setup), out=str(setup.tmp / "base"))
     prep = section(setup.params, "prepare", PrepareParams)
-    in_child(step_prepare, data=str(data), out=str(prepared), prepare_params=prep)
+    prepared, _, _ = _build_and_prepare(setup, prep, min(setup.bench.scaling_records))
     bench_training(setup, prepared)  # writes the bundle the predict command loads
     inference["predict_cli"] = bench_predict_cli(setup)
     inference["help_cli"] = bench_help_cli(setup)

@@ -11,7 +11,6 @@ order, as Python compares strings); a path's sort key is its parts joined by NUL
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Iterable, Iterator
 from itertools import groupby, islice
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 from deepvs30.errors import ReaderError
 from deepvs30.readers import FileGroup, classify_files, is_sidecar_name
 from deepvs30.readers.archives import is_archive
+from deepvs30.scratch_db import scratch_db
 
 LISTING_FILE = "listing.sqlite"
 DATA, ARCHIVE, SIDECAR = 0, 1, 2  # kinds of walked files
@@ -98,7 +98,7 @@ def _columns(
     """The (format, group key, reason) columns of one classified file."""
     if isinstance(name, ReaderError):
         return None, None, name.reason
-    return name, None if group_key is None else _blob(group_key), None
+    return name, _blob(group_key), None
 
 
 class FileListing:
@@ -106,15 +106,13 @@ class FileListing:
     grouped when they must be read (:meth:`classify`)."""
 
     def __init__(self, path: Path) -> None:
-        path.unlink(missing_ok=True)
-        self.db = sqlite3.connect(path)
-        self.db.executescript(
-            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+        self.db = scratch_db(
+            path,
             "CREATE TABLE files (key BLOB PRIMARY KEY, kind INTEGER) WITHOUT ROWID;"
             "CREATE TABLE classified (key BLOB PRIMARY KEY, path BLOB, fmt TEXT, gkey BLOB,"
             " reason TEXT) WITHOUT ROWID;"
             "CREATE TABLE grp (n INTEGER PRIMARY KEY, fmt TEXT, gkey BLOB);"
-            "CREATE TABLE archive (source INTEGER PRIMARY KEY, key BLOB, size_bytes INTEGER);"
+            "CREATE TABLE archive (source INTEGER PRIMARY KEY, key BLOB, size_bytes INTEGER);",
         )
 
     def close(self) -> None:

@@ -52,7 +52,6 @@ import multiprocessing
 import os
 import re
 import shutil
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -92,6 +91,7 @@ from deepvs30.readers.stations import (
     load_ngaw2_japan,
     load_station_csv,
 )
+from deepvs30.scratch_db import scratch_db
 
 log = logging.getLogger(__name__)
 
@@ -1116,13 +1116,11 @@ class MergeIndex:
     (the one kept) and the uses of each trace name."""
 
     def __init__(self, path: Path) -> None:
-        path.unlink(missing_ok=True)
-        self.db = sqlite3.connect(path)
-        self.db.executescript(
-            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+        self.db = scratch_db(
+            path,
             "CREATE TABLE first (key TEXT PRIMARY KEY, file TEXT, shard INTEGER, row INTEGER);"
             "CREATE INDEX first_by_row ON first (shard, row);"
-            "CREATE TABLE names (name TEXT PRIMARY KEY, uses INTEGER);"
+            "CREATE TABLE names (name TEXT PRIMARY KEY, uses INTEGER);",
         )
 
     def first_file(self, key: str, file: str, shard: int, row: int) -> str | None:

@@ -18,7 +18,6 @@ is written in one piece, as SeisBench does.
 from __future__ import annotations
 
 import pickle
-import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -28,6 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import seisbench.data as sbd
+
+from deepvs30.scratch_db import scratch_db
 
 CHUNK_ROWS = 256  # metadata rows converted and written at a time
 _INT64_MAX = 2**63 - 1
@@ -48,12 +49,9 @@ class MetadataSpool:
     """Metadata rows by number in an SQLite file (made anew), read back in number order."""
 
     def __init__(self, path: Path) -> None:
-        path.unlink(missing_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path)
-        self.db.executescript(
-            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
-            "CREATE TABLE rows (row INTEGER PRIMARY KEY, metadata BLOB NOT NULL);"
+        self.db = scratch_db(
+            path, "CREATE TABLE rows (row INTEGER PRIMARY KEY, metadata BLOB NOT NULL);"
         )
 
     def add(self, rows: Iterable[tuple[int, dict]]) -> None:
