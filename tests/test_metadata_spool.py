@@ -1,6 +1,7 @@
 """``write_dataset`` with the metadata spooled to disk (:mod:`deepvs30.metadata_spool`): the
 same metadata.csv and waveforms.hdf5 as SeisBench's own writer, byte for byte, whatever mix
-of value types each column holds, and Python memory that does not grow with the records."""
+of value types each column holds, Python memory that does not grow with the records, and held
+waveforms capped in bytes whatever the spread of record lengths."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ import pytest
 import seisbench.data as sbd
 
 from deepvs30 import metadata_spool
-from deepvs30.dataset import METADATA_FILE, REQUIRED_COLUMNS, WAVEFORMS_FILE, write_dataset
+from deepvs30.dataset import (
+    METADATA_FILE,
+    REQUIRED_COLUMNS,
+    WAVEFORMS_FILE,
+    CanonicalDataset,
+    write_dataset,
+)
 
 
 def mixed_row(i: int, dates: bool = False) -> dict:
@@ -50,7 +57,9 @@ def mixed_records(n: int = 40, dates: bool = False) -> list[tuple[dict, np.ndarr
     ]
 
 
-def seisbench_writer(metadata_path: Path, waveforms_path: Path, spool_path: Path):
+def seisbench_writer(
+    metadata_path: Path, waveforms_path: Path, spool_path: Path, cache_bytes: int | None
+):
     return sbd.WaveformDataWriter(metadata_path, waveforms_path)
 
 
@@ -93,3 +102,54 @@ def test_written_metadata_is_not_held(tmp_path: Path) -> None:
     large_mb = traced_peak_mb(tmp_path / "large", 4 * n_small)
     growth_mb = large_mb - small_mb
     assert growth_mb < 0.5, f"peak grew {growth_mb:.2f} MB for {3 * n_small} more records"
+
+
+N_CLASSES = 12  # record lengths 1.2x apart: one SeisBench bucket (length class) each
+
+
+def spread_records(n: int) -> Iterator[tuple[dict, np.ndarray]]:
+    """``n`` records, made one at a time, cycling through ``N_CLASSES`` length classes
+    (1,000 to ~7,400 samples, 12-89 kB each in float32), each waveform its index."""
+    for i in range(n):
+        length = int(1000 * 1.2 ** (i % N_CLASSES))
+        yield {c: f"{c}-{i:08d}" for c in REQUIRED_COLUMNS}, np.full((3, length), i, np.float32)
+
+
+def traced_write_peak_mb(out: Path, n: int, cache_mb: float | None) -> float:
+    """Peak Python allocations (numpy's buffers included) while ``n`` spread records are
+    written with ``cache_mb``."""
+    tracemalloc.start()
+    try:
+        write_dataset(out, spread_records(n), total=n, cache_mb=cache_mb)
+        return tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+
+
+def test_held_waveforms_are_capped_across_length_classes(tmp_path: Path) -> None:
+    """240 records over 12 length classes fill no bucket of 256: SeisBench's writer holds all
+    of them (~9 MB) to the end; with a 1 MB cap the peak stays near 1 MB and does not grow
+    with the records."""
+    n = 20 * N_CLASSES
+    uncapped_mb = traced_write_peak_mb(tmp_path / "uncapped", n, cache_mb=None)
+    capped_mb = traced_write_peak_mb(tmp_path / "capped", n, cache_mb=1.0)
+    capped_4x_mb = traced_write_peak_mb(tmp_path / "capped4x", 4 * n, cache_mb=1.0)
+    waveform_mb = sum(w.nbytes for _, w in spread_records(n)) / 1e6
+    assert uncapped_mb > 0.9 * waveform_mb > 8  # the negative control: everything held
+    assert capped_mb < 3.0, f"capped writer peaked at {capped_mb:.1f} MB"
+    assert capped_4x_mb - capped_mb < 0.5, f"{capped_mb:.2f} -> {capped_4x_mb:.2f} MB"
+
+
+def test_capped_writer_keeps_every_record_and_its_samples(tmp_path: Path) -> None:
+    """Buckets written early are shorter, not lossy: every record, its metadata and its
+    samples come back, in order, as from the uncapped writer."""
+    n = 5 * N_CLASSES
+    capped = CanonicalDataset(write_dataset(tmp_path / "c", spread_records(n), cache_mb=0.2))
+    plain = CanonicalDataset(write_dataset(tmp_path / "p", spread_records(n), cache_mb=None))
+    with capped, plain:
+        assert len(capped) == len(plain) == n
+        assert capped.h5["data"].keys() != plain.h5["data"].keys()  # the cap did write early
+        columns = [c for c in REQUIRED_COLUMNS if c != "trace_name"]
+        pd.testing.assert_frame_equal(capped.metadata[columns], plain.metadata[columns])
+        for i, (_, waveform) in enumerate(spread_records(n)):
+            np.testing.assert_array_equal(capped.waveform(i), waveform, err_msg=str(i))

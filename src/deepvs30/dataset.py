@@ -38,6 +38,9 @@ METADATA_SPOOL_FILE = ".metadata.sqlite"  # while writing only
 COMPONENT_ORDER = "ZNE"
 DIMENSION_ORDER = "CW"
 WAVEFORM_UNIT = "m/s^2"
+# Waveform MB the writer may hold in unwritten buckets (metadata_spool.SpooledWriter): a cap on
+# memory whatever the spread of record lengths; the real records' whole set is ~68 MB
+WRITE_CACHE_MB = 128.0
 
 VS30_METHODS = ("measured", "proxy", "synthetic", "unknown")
 
@@ -129,13 +132,15 @@ def write_dataset(
     side_tables: dict[str, pd.DataFrame] | None = None,
     total: int | None = None,
     bucket_size: int = 256,
+    cache_mb: float | None = WRITE_CACHE_MB,
 ) -> Path:
     """Write ``(metadata, waveform_mps2)`` pairs as a canonical dataset at ``out_dir``.
 
     ``waveform_mps2`` has shape (3, n_samples), components in ZNE order, in m/s².
     The folder is replaced atomically; a failure leaves ``out_dir`` as it was. Memory does not
-    grow with the number of records: SeisBench's writer holds at most a bucket per record
-    length class, and the metadata is spooled to disk (:mod:`deepvs30.metadata_spool`).
+    grow with the number of records: the writer holds at most ``cache_mb`` of waveforms in
+    unwritten buckets (None: SeisBench's bucket per record length class, unbounded in
+    bytes), and the metadata is spooled to disk (:mod:`deepvs30.metadata_spool`).
     """
     from deepvs30.metadata_spool import SpooledWriter  # imports SeisBench: only where needed
 
@@ -144,7 +149,8 @@ def write_dataset(
     n_written = 0
     paths = (tmp_dir / METADATA_FILE, tmp_dir / WAVEFORMS_FILE, tmp_dir / METADATA_SPOOL_FILE)
     try:
-        with SpooledWriter(*paths) as writer:
+        cache_bytes = None if cache_mb is None else int(cache_mb * 2**20)
+        with SpooledWriter(*paths, cache_bytes=cache_bytes) as writer:
             writer.data_format = {
                 "component_order": COMPONENT_ORDER,
                 "dimension_order": DIMENSION_ORDER,

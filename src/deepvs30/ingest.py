@@ -69,7 +69,7 @@ import pandas as pd
 import deepvs30
 from deepvs30 import progress, threads
 from deepvs30.config import section
-from deepvs30.dataset import REQUIRED_COLUMNS, process_alive, write_dataset
+from deepvs30.dataset import REQUIRED_COLUMNS, WRITE_CACHE_MB, process_alive, write_dataset
 from deepvs30.errors import ConfigError, DatasetFormatError, ReaderError
 from deepvs30.file_spool import ARCHIVE, DATA, LISTING_FILE, SIDECAR, FileListing, slices
 from deepvs30.readers import (
@@ -134,6 +134,8 @@ class IngestParams:
     # go to disk one by one). Changing it makes a rerun start clean; the output is the same.
     shard_records: int = 256
     workers: Workers = 1  # reading processes: 1 = this process, auto = the usable cores
+    # Waveform MB the dataset writer holds before writing a bucket early (dataset.write_dataset)
+    write_cache_mb: float = WRITE_CACHE_MB
 
 
 @dataclass
@@ -478,6 +480,8 @@ def _check_params(params: IngestParams) -> None:
         raise ConfigError(f"ingest.shard_records: {params.shard_records}, expected >= 1")
     if params.workers != "auto" and params.workers < 1:
         raise ConfigError(f"ingest.workers: {params.workers}, expected >= 1 or auto")
+    if not params.write_cache_mb > 0:
+        raise ConfigError(f"ingest.write_cache_mb: {params.write_cache_mb}, expected > 0 (MB)")
 
 
 def worker_count(workers: Workers) -> int:
@@ -1170,7 +1174,7 @@ def merge_and_write(
         n_kept = summary.ingested - sum(labels.records[station] for station in conflicting)
         records = _kept_records(work, shard_ids, index, conflicting, summary, quarantine)
         if n_kept:
-            write_dataset(out_dir, records, total=n_kept)
+            write_dataset(out_dir, records, total=n_kept, cache_mb=params.write_cache_mb)
         else:
             out_dir.mkdir(parents=True, exist_ok=True)
             list(records)  # yields nothing: quarantines the conflicting stations' records
