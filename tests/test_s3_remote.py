@@ -1,0 +1,160 @@
+"""docs/scale-out.md's object-store steps, on a local S3 endpoint.
+
+moto's S3 server (PyPI, test-only) on 127.0.0.1 stands in for MinIO or AWS S3; the commands are
+the recipe's own:
+
+- DVC: ``dvc remote add -d team s3://deepvs30/dvc``, ``dvc remote modify team endpointurl ...``,
+  ``dvc push``; with the cache and the data deleted, ``dvc pull`` brings back the same bytes.
+- MLflow: ``mlflow server --artifacts-destination s3://deepvs30/mlruns`` (with
+  ``MLFLOW_S3_ENDPOINT_URL``); a client holding no S3 credentials logs an artifact through the
+  server, the object lies in the bucket, and it downloads back byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deepvs30.screenshots import free_port
+
+BUCKET = "deepvs30"
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """http://127.0.0.1:PORT of a fresh S3 server holding the empty bucket ``deepvs30``."""
+    boto3 = pytest.importorskip("boto3")
+    moto_server = pytest.importorskip("moto.server")
+    port = free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        _s3_client(boto3, endpoint).create_bucket(Bucket=BUCKET)
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def _s3_client(boto3, endpoint: str):
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=CREDENTIALS["AWS_DEFAULT_REGION"],
+    )
+
+
+def _keys(endpoint: str, prefix: str) -> list[str]:
+    import boto3
+
+    found = _s3_client(boto3, endpoint).list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    return [item["Key"] for item in found.get("Contents", [])]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_"))}
+    return {**env, "DVC_NO_ANALYTICS": "1", **extra}
+
+
+def _dvc(cwd: Path, *args: str, env: dict[str, str]) -> None:
+    dvc = Path(sys.executable).with_name("dvc")
+    done = subprocess.run([str(dvc), *args], cwd=cwd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"dvc {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+
+
+def test_dvc_remote_on_s3_pushes_and_pulls_the_same_bytes(s3_endpoint: str, tmp_path: Path):
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    payload = {
+        "data/metadata.csv": b"trace_name,vs30_mps\nA,412.0\n",
+        "data/w.bin": os.urandom(70_000),
+    }
+    for name, content in payload.items():
+        (repo / name).write_bytes(content)
+    env = _env(**CREDENTIALS)
+    _dvc(repo, "init", "--no-scm", env=env)
+    _dvc(repo, "add", "data", env=env)
+    _dvc(repo, "remote", "add", "-d", "team", f"s3://{BUCKET}/dvc", env=env)
+    _dvc(repo, "remote", "modify", "team", "endpointurl", s3_endpoint, env=env)
+    _dvc(repo, "push", env=env)
+    assert len(_keys(s3_endpoint, "dvc/")) >= len(payload)  # the files and the folder's listing
+
+    for path in (repo / "data", repo / ".dvc" / "cache"):
+        subprocess.run(["rm", "-rf", str(path)], check=True)
+    _dvc(repo, "pull", env=env)
+    for name, content in payload.items():
+        assert (repo / name).read_bytes() == content
+
+
+@pytest.fixture()
+def mlflow_server(s3_endpoint: str, tmp_path: Path) -> Iterator[str]:
+    """http://127.0.0.1:PORT of ``mlflow server`` with its artifacts in the S3 bucket."""
+    port = free_port()
+    env = _env(**CREDENTIALS, MLFLOW_S3_ENDPOINT_URL=s3_endpoint)
+    command = [
+        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--artifacts-destination", f"s3://{BUCKET}/mlruns", "--workers", "1",
+    ]  # fmt: skip
+    log = (tmp_path / "mlflow-server.log").open("w")
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, tmp_path / "mlflow-server.log")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"mlflow server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"mlflow server not healthy after {timeout_s} s:\n{log.read_text()[-3000:]}")
+
+
+def test_mlflow_artifacts_go_through_the_server_to_s3(
+    mlflow_server: str, s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import mlflow
+
+    for key in CREDENTIALS:
+        monkeypatch.delenv(key, raising=False)  # a worker node holds no S3 credentials
+    monkeypatch.delenv("MLFLOW_S3_ENDPOINT_URL", raising=False)
+    report = tmp_path / "metrics.json"
+    report.write_text('{"station_mape_pct": 27.4}')
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
+    experiment_id = client.create_experiment("scale-out-s3")
+    run = client.create_run(experiment_id)
+    client.log_artifact(run.info.run_id, str(report), artifact_path="reports")
+    client.set_terminated(run.info.run_id)
+
+    stored = _keys(s3_endpoint, "mlruns/")
+    assert [k for k in stored if k.endswith(f"{run.info.run_id}/artifacts/reports/metrics.json")]
+    back = Path(
+        client.download_artifacts(run.info.run_id, "reports/metrics.json", str(tmp_path / "dl"))
+    )
+    assert back.read_text() == report.read_text()
