@@ -1,12 +1,13 @@
-"""Faults (issue 15, item 5): ``kill -9`` during ``deepvs30 prepare``, ``train`` and ``register``
-leaves no half-written output and a rerun ends as an uninterrupted run; mutated real files
-neither crash nor hang the readers; the served model answers concurrent clients without 5xx.
+"""Faults (issue 15, item 5): ``kill -9`` during ``deepvs30 prepare``, ``train``, ``pretrain`` and
+``register`` leaves no half-written output and a rerun ends as an uninterrupted run (pretrain,
+which keeps no checkpoint, reruns whole); mutated real files neither crash nor hang the
+readers; the served model answers concurrent clients without 5xx.
 
 Each stage runs as a subprocess in its own process group and is SIGKILLed mid-work: once its
-temporary output appears (prepare's waveforms, train's model file) or, for register (whose
-registry calls take milliseconds), once a wrapper around MLflow's client says the version is
-created but not yet described (it then waits to be killed). Reruns run in-process; the
-uninterrupted runs are the shared tiny models of tests/model_fixture.py.
+temporary output appears (prepare's waveforms, train's and pretrain's model file) or, for
+register (whose registry calls take milliseconds), once a wrapper around MLflow's client says
+the version is created but not yet described (it then waits to be killed). Reruns run
+in-process; the uninterrupted runs are the shared tiny models of tests/model_fixture.py.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -201,6 +203,26 @@ def test_killed_train_resumes_and_never_leaves_a_half_written_model(models, tmp_
     ours, good = ModelBundle.load(out).network.state_dict(), ModelBundle.load(models.good)
     for key, value in good.network.state_dict().items():
         assert torch.equal(ours[key], value), key
+
+
+def test_killed_pretrain_leaves_no_half_written_bundle_and_reruns_whole(models, tmp_path) -> None:
+    out = tmp_path / "models" / "pretrained"
+    pretrain = {"out": str(out), "epochs": 2, "patience": 2}
+    argv = ["--params", str(models.params_file("faults_pretrain", pretrain=pretrain)), "pretrain"]
+    log = tmp_path / "pretrain.log"
+    # killed while it writes the bundle (pretrained; being logged to MLflow, not yet published)
+    killed = start_cli(argv, log)
+    kill_when(killed, lambda: any(out.parent.rglob("model.pt")), log)
+    assert not out.exists()  # the bundle is published by one rename, after everything is written
+    assert temp_entries(out), "the kill came before pretrain staged anything"
+    assert [r.info.status for r in runs_of(models, killed.pid)] == ["RUNNING"]
+
+    assert main(argv) == 0
+    assert [r.info.status for r in runs_of(models, killed.pid)] == ["KILLED"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["pretrained"]  # staging swept
+    assert {"run.json", "pretext.json", "history.csv"} <= {p.name for p in out.iterdir()}
+    assert len(pd.read_csv(out / "history.csv")) == 2
+    assert ModelBundle.load(out).network is not None
 
 
 # ---------------------------------------------------------------- register
