@@ -13,16 +13,16 @@ the recipe's own:
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
+from moto.server import ThreadedMotoServer
 
-from deepvs30.screenshots import free_port
+from deepvs30.screenshots import free_port, server, tool
 
 BUCKET = "deepvs30"
 CREDENTIALS = {
@@ -35,20 +35,18 @@ CREDENTIALS = {
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     """http://127.0.0.1:PORT of a fresh S3 server holding the empty bucket ``deepvs30``."""
-    boto3 = pytest.importorskip("boto3")
-    moto_server = pytest.importorskip("moto.server")
     port = free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    s3.start()
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        _s3_client(boto3, endpoint).create_bucket(Bucket=BUCKET)
+        _s3_client(endpoint).create_bucket(Bucket=BUCKET)
         yield endpoint
     finally:
-        server.stop()
+        s3.stop()
 
 
-def _s3_client(boto3, endpoint: str):
+def _s3_client(endpoint: str):
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
@@ -59,9 +57,7 @@ def _s3_client(boto3, endpoint: str):
 
 
 def _keys(endpoint: str, prefix: str) -> list[str]:
-    import boto3
-
-    found = _s3_client(boto3, endpoint).list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    found = _s3_client(endpoint).list_objects_v2(Bucket=BUCKET, Prefix=prefix)
     return [item["Key"] for item in found.get("Contents", [])]
 
 
@@ -71,8 +67,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _dvc(cwd: Path, *args: str, env: dict[str, str]) -> None:
-    dvc = Path(sys.executable).with_name("dvc")
-    done = subprocess.run([str(dvc), *args], cwd=cwd, env=env, capture_output=True, text=True)
+    done = subprocess.run([tool("dvc"), *args], cwd=cwd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, f"dvc {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
 
 
@@ -94,7 +89,7 @@ def test_dvc_remote_on_s3_pushes_and_pulls_the_same_bytes(s3_endpoint: str, tmp_
     assert len(_keys(s3_endpoint, "dvc/")) >= len(payload)  # the files and the folder's listing
 
     for path in (repo / "data", repo / ".dvc" / "cache"):
-        subprocess.run(["rm", "-rf", str(path)], check=True)
+        shutil.rmtree(path)
     _dvc(repo, "pull", env=env)
     for name, content in payload.items():
         assert (repo / name).read_bytes() == content
@@ -106,34 +101,13 @@ def mlflow_server(s3_endpoint: str, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     env = _env(**CREDENTIALS, MLFLOW_S3_ENDPOINT_URL=s3_endpoint)
     command = [
-        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+        tool("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
         "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
         "--artifacts-destination", f"s3://{BUCKET}/mlruns", "--workers", "1",
     ]  # fmt: skip
-    log = (tmp_path / "mlflow-server.log").open("w")
-    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, tmp_path / "mlflow-server.log")
+    with server(command, f"{url}/health", env=env):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"mlflow server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"mlflow server not healthy after {timeout_s} s:\n{log.read_text()[-3000:]}")
 
 
 def test_mlflow_artifacts_go_through_the_server_to_s3(

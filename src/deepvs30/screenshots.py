@@ -110,12 +110,18 @@ def get_json(url: str, timeout_s: float = 10.0):
 
 
 @contextmanager
-def server(command: list[str], ready_url: str, timeout_s: float = SERVER_START_S) -> Iterator:
-    """Run ``command`` (in its own process group) until the block ends; wait first until
-    ``ready_url`` answers 200. Its output goes to a log file, shown if it fails to start."""
+def server(
+    command: list[str],
+    ready_url: str,
+    timeout_s: float = SERVER_START_S,
+    env: dict[str, str] | None = None,
+) -> Iterator:
+    """Run ``command`` (in its own process group, with ``env`` if given) until the block ends;
+    wait first until ``ready_url`` answers 200. Its output goes to a log file, shown if it fails
+    to start."""
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
         )
         try:
             wait_until_up(proc, ready_url, timeout_s, log)
